@@ -1,0 +1,1 @@
+"""Code that ships to AWS Lambda. Imports nothing from infra/ or modelrail/."""

@@ -1,0 +1,50 @@
+"""Open Inference Protocol datatypes and their ONNX and numpy counterparts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# ONNX Runtime's type strings (``NodeArg.type``) -> Open Inference Protocol datatype.
+ONNX_TO_OIP = {
+    "tensor(bool)": "BOOL",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+OIP_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+DATATYPES = tuple(OIP_TO_NUMPY)
+
+
+def oip_datatype_of(array: np.ndarray) -> str:
+    """The Open Inference Protocol datatype of a numpy array produced by a model."""
+    if array.dtype.kind in "OUS":
+        return "BYTES"
+    for name, dtype in OIP_TO_NUMPY.items():
+        if dtype == array.dtype:
+            return name
+    raise TypeError(f"no Open Inference Protocol datatype for numpy dtype {array.dtype}")
