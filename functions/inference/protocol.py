@@ -100,7 +100,7 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     if key not in obj:
         raise BadRequest(f"{where}: '{key}' is required ({what})")
     value = obj[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise BadRequest(f"{where}: '{key}' must be {what}")
     return value
 

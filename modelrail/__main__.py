@@ -1,0 +1,3 @@
+from modelrail.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""``python -m modelrail``: serve bundles locally, and run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from infra.bundle import BundleError, ModelBundle
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_BUNDLE = ROOT / "models" / "iris"
+
+
+def _load_bundles(paths: list[str]) -> list[ModelBundle]:
+    return [ModelBundle.load(p) for p in paths]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .local.environment import LocalEnvironment
+
+    bundles = _load_bundles(args.bundles)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"starting the embedded AWS and {len(bundles)} model(s)...", file=sys.stderr, flush=True)
+    with LocalEnvironment(bundles, host=args.host, port=args.port) as env:
+        for bundle in bundles:
+            print(f"  {bundle.name}: POST {env.url}/v2/models/{bundle.name}/infer", file=sys.stderr)
+        print(env.url, flush=True)
+        stop.wait()
+        print("stopping", file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.bundle)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelrail", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve bundles over the Open Inference Protocol on localhost")
+    serve.add_argument("bundles", nargs="+", metavar="BUNDLE", help="a bundle folder or a .onnx file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port (default 8080)")
+    serve.set_defaults(run=cmd_serve)
+
+    demo = commands.add_parser("demo", help="serve the sample model, send it real requests, print the answers")
+    demo.add_argument("--bundle", default=str(SAMPLE_BUNDLE))
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except BundleError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,199 @@
+"""LocalGateway: HTTP on loopback in front of Lambda workers, as API Gateway's REST proxy integration.
+
+Each request becomes the event API Gateway would send (``resource`` ``/{proxy+}``, a stage, base64 for
+binary bodies) and the handler's answer becomes the HTTP response. Requests go to the model the path names
+(``/v2/models/{name}/...``, ``/v1/models/{name}...``); server-wide routes (``/v2``, ``/v2/health/*``) are
+answered for all models at once, since locally one port serves several models.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from .worker import Invocation, WorkerError
+
+STAGE = "live"
+# Lambda's synchronous invocation payload limit: API Gateway cannot hand a larger request to the function.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+_MODEL_PATH = re.compile(r"^/v[12]/models/(?P<name>[^/:]+)")
+_TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "+json")
+
+
+class Target(Protocol):
+    """Whatever answers for one model: a single worker, or an alias that splits traffic between versions."""
+
+    def invoke(self, event: dict[str, Any]) -> Invocation: ...
+
+
+Observer = Callable[[str, dict[str, Any], Invocation], None]
+
+
+def proxy_event(
+    method: str, raw_path: str, headers: dict[str, str], body: bytes, *, stage: str = STAGE
+) -> dict[str, Any]:
+    """The API Gateway REST proxy event for one HTTP request."""
+    url = urlsplit(raw_path)
+    query = parse_qs(url.query, keep_blank_values=True)
+    content_type = headers.get("content-type", "")
+    is_text = not body or any(t in content_type for t in _TEXT_TYPES) or not content_type
+    if is_text:
+        try:
+            text: str | None = body.decode("utf-8") if body else None
+            is_base64 = False
+        except UnicodeDecodeError:
+            text, is_base64 = base64.b64encode(body).decode(), True
+    else:
+        text, is_base64 = base64.b64encode(body).decode(), True
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": "/{proxy+}",
+        "path": url.path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": {"proxy": url.path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/{stage}{url.path}",
+            "stage": stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "protocol": "HTTP/1.1",
+            "accountId": "000000000000",
+            "apiId": "local",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+class LocalGateway:
+    def __init__(self, targets: dict[str, Target], *, host: str = "127.0.0.1", port: int = 0,
+                 observer: Observer | None = None) -> None:
+        self.targets = targets
+        self.observer = observer
+        gateway = self
+
+        class _Handler(_RequestHandler):
+            pass
+
+        _Handler.gateway = gateway
+        self._server = ThreadingHTTPServer((host, port), _Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalGateway:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join()
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(raw_path).path.rstrip("/") or "/"
+        if len(body) > MAX_EVENT_BYTES:
+            return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                          f"request body is {len(body)} bytes; the limit is {MAX_EVENT_BYTES} (Lambda's payload limit)")
+        match = _MODEL_PATH.match(path)
+        if match:
+            name = match["name"]
+            target = self.targets.get(name)
+            if target is None:
+                served = ", ".join(sorted(self.targets)) or "none"
+                return _error(HTTPStatus.NOT_FOUND, f"model '{name}' is not served here; models: {served}")
+            return self._invoke(name, target, proxy_event(method, raw_path, headers, body))
+        if path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+            return self._server_wide(method, raw_path, headers, body)
+        return _error(HTTPStatus.NOT_FOUND, f"no route {path}; see GET /v2 and /v2/models/{{name}}")
+
+    def _invoke(self, name: str, target: Target, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        try:
+            invocation = target.invoke(event)
+        except WorkerError as exc:
+            return _error(HTTPStatus.BAD_GATEWAY, f"model '{name}': {exc}")
+        if self.observer:
+            self.observer(name, event, invocation)
+        return _http_response(invocation.response)
+
+    def _server_wide(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        answers = {name: self._invoke(name, target, proxy_event(method, raw_path, headers, body))
+                   for name, target in self.targets.items()}
+        path = urlsplit(raw_path).path.rstrip("/")
+        if path == "/v2":
+            any_answer = next(iter(answers.values()), None)
+            if any_answer is None:
+                return _error(HTTPStatus.SERVICE_UNAVAILABLE, "no models are served")
+            status, headers_out, payload = any_answer
+            document = json.loads(payload)
+            document["models"] = sorted(answers)
+            return status, {"content-type": "application/json"}, json.dumps(document).encode()
+        key = "live" if path.endswith("live") else "ready"
+        states = {name: answer[0] == 200 for name, answer in answers.items()}
+        ok = bool(states) and all(states.values())
+        document = {key: ok, "models": states}
+        return (200 if ok else 503), {"content-type": "application/json"}, json.dumps(document).encode()
+
+
+def _http_response(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    headers: dict[str, str] = {}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers[key] = ", ".join(str(v) for v in values)
+    for key, value in (response.get("headers") or {}).items():
+        headers[key] = str(value)
+    body = response.get("body") or ""
+    payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+    return int(response.get("statusCode", 502)), headers, payload
+
+
+def _error(status: HTTPStatus, message: str) -> tuple[int, dict[str, str], bytes]:
+    return int(status), {"content-type": "application/json"}, json.dumps({"error": message}).encode()
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    gateway: LocalGateway
+    protocol_version = "HTTP/1.1"
+    server_version = "modelrail-local-gateway"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, out_headers, payload = self.gateway.handle(self.command, self.path, headers, body)
+        self.send_response(status)
+        for key, value in out_headers.items():
+            if key.lower() not in ("content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # access logs go through the observer instead
+        pass
