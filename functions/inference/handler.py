@@ -34,7 +34,9 @@ app = APIGatewayRestResolver()
 service = InferenceService.from_environment(os.environ)
 metrics.set_default_dimensions(ModelName=service.name, ModelVersion=service.version)
 if service.failure:
-    logger.error("model not served", extra={"model": service.name, "version": service.version, "cause": service.failure})
+    logger.error(
+        "model not served", extra={"model": service.name, "version": service.version, "cause": service.failure}
+    )
 else:
     logger.info("model loaded", extra={"model": service.name, "version": service.version, "sha256": service.sha256})
 _cold_start = True

@@ -78,6 +78,12 @@ def to_array(name: str, datatype: str, data: Any, expected_size: int | None) -> 
             raise BadRequest(f"input '{name}' is BOOL: 'data' must hold true/false only")
         array = inferred
     elif target.kind in "iu":
+        if kind in "fO" and all(type(v) is int for v in np.array(data, dtype=object).ravel()):
+            # Integers past int64 (UINT64's upper half) make numpy infer float64 or objects: convert exactly.
+            try:
+                return _sized(name, np.array(data, dtype=target), expected_size)
+            except OverflowError as exc:
+                raise BadRequest(f"input '{name}': a value is out of range for {datatype}") from exc
         if kind not in "iu":
             raise BadRequest(f"input '{name}' is {datatype}: 'data' must hold integers only")
         info = np.iinfo(target)
@@ -89,10 +95,12 @@ def to_array(name: str, datatype: str, data: Any, expected_size: int | None) -> 
         if kind not in "iuf":
             raise BadRequest(f"input '{name}' is {datatype}: 'data' must hold numbers only")
         array = inferred.astype(target, copy=False)
+    return _sized(name, array, expected_size)
+
+
+def _sized(name: str, array: np.ndarray, expected_size: int | None) -> np.ndarray:
     if expected_size is not None and array.size != expected_size:
-        raise BadRequest(
-            f"input '{name}': 'data' holds {array.size} values but its shape needs {expected_size}"
-        )
+        raise BadRequest(f"input '{name}': 'data' holds {array.size} values but its shape needs {expected_size}")
     return array
 
 
@@ -137,8 +145,9 @@ def decode_v2(document: dict[str, Any], model: OnnxModel) -> InferenceRequest:
     requested = document.get("outputs")
     names: list[str] | None = None
     if requested is not None:
-        if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                      for o in requested):
+        if not isinstance(requested, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+        ):
             raise BadRequest("request: 'outputs' must be an array of objects with a 'name'")
         names = [o["name"] for o in requested]
     return InferenceRequest(feeds, model.output_names(names), request_id, rows)

@@ -130,7 +130,9 @@ class InferenceService:
         if name != self.name:
             raise NotFound(f"model '{name}' is not served here; this endpoint serves '{self.name}'")
         if version is not None and version != self.version:
-            raise NotFound(f"model '{name}' has no version '{version}' here; this endpoint serves version {self.version}")
+            raise NotFound(
+                f"model '{name}' has no version '{version}' here; this endpoint serves version {self.version}"
+            )
         if self.model is None:
             raise ModelUnavailable(f"model '{name}' is not available: {self.failure}")
         return self.model
