@@ -89,14 +89,14 @@ def model_version_metadata(name: str, version: str) -> Response:
 
 @app.get("/v2/models/<name>/ready")
 def model_ready(name: str) -> Response:
-    service.model_for(name)
-    return _json(service.readiness())
+    service.check_name(name)
+    return _json(service.readiness(), 200 if service.ready else 503)
 
 
 @app.get("/v2/models/<name>/versions/<version>/ready")
 def model_version_ready(name: str, version: str) -> Response:
-    service.model_for(name, version)
-    return _json(service.readiness())
+    service.check_name(name, version)
+    return _json(service.readiness(), 200 if service.ready else 503)
 
 
 @app.post("/v2/models/<name>/infer")
@@ -111,8 +111,8 @@ def infer_version(name: str, version: str) -> Response:
 
 @app.get("/v1/models/<name>")
 def v1_model(name: str) -> Response:
-    service.model_for(name)
-    return _json({"name": name, "ready": service.ready})
+    service.check_name(name)
+    return _json({"name": name, "ready": service.ready}, 200 if service.ready else 503)
 
 
 @app.post("/v1/models/<name>:predict")

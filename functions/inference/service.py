@@ -127,15 +127,18 @@ class InferenceService:
 
     def model_for(self, name: str, version: str | None = None) -> OnnxModel:
         """The served model if the path names it; 404 for another name or version, 503 when none is loaded."""
+        self.check_name(name, version)
+        if self.model is None:
+            raise ModelUnavailable(f"model '{name}' is not available: {self.failure}")
+        return self.model
+
+    def check_name(self, name: str, version: str | None = None) -> None:
         if name != self.name:
             raise NotFound(f"model '{name}' is not served here; this endpoint serves '{self.name}'")
         if version is not None and version != self.version:
             raise NotFound(
                 f"model '{name}' has no version '{version}' here; this endpoint serves version {self.version}"
             )
-        if self.model is None:
-            raise ModelUnavailable(f"model '{name}' is not available: {self.failure}")
-        return self.model
 
     def metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         metadata = self.model_for(name, version).metadata()
