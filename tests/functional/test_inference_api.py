@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from functions.inference.datatypes import DATATYPES
 from tests import builders
 from tests.functional.conftest import IRIS
-from tests.utils import load_event, metric_values
+from tests.utils import load_event
 
 FLOWERS = [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]
 
@@ -50,7 +49,8 @@ def test_zipmap_output_comes_back_as_json_maps(iris: Any) -> None:
     assert probabilities["parameters"] == {"content_type": "json"}
     first, second = probabilities["data"]
     assert set(first) == {"0", "1", "2"}
-    assert max(first, key=first.get) == "0" and max(second, key=second.get) == "2"
+    assert max(first, key=first.get) == "0"
+    assert max(second, key=second.get) == "2"
     assert sum(first.values()) == pytest.approx(1.0, abs=1e-5)
 
 

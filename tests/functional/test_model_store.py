@@ -44,5 +44,5 @@ def test_missing_object_and_missing_bucket_are_named(s3: Any, tmp_path: Path) ->
     store = ModelStore(tmp_path / "cache", s3)
     with pytest.raises(ArtifactNotFound, match="does not exist"):
         store.fetch(f"s3://{BUCKET}/models/nope.onnx", "0" * 64)
-    with pytest.raises(ArtifactError, match="s3://no-such-bucket-here/m.onnx"):
+    with pytest.raises(ArtifactError, match=r"s3://no-such-bucket-here/m\.onnx"):
         store.fetch("s3://no-such-bucket-here/m.onnx", "0" * 64)
