@@ -14,8 +14,9 @@ from .local.environment import LocalEnvironment
 
 def call(base: str, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        base + path, data=data, method=method, headers={"content-type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -27,25 +28,50 @@ def run_demo(bundle_path: str) -> int:
     bundle = ModelBundle.load(bundle_path)
     name = bundle.name
     with LocalEnvironment([bundle]) as env:
-        print(f"serving '{name}' (sha256 {bundle.sha256()[:12]}...) at {env.url}, artifact fetched from the "
-              "embedded S3 and verified\n")
+        print(
+            f"serving '{name}' (sha256 {bundle.sha256()[:12]}...) at {env.url}, artifact fetched from the "
+            "embedded S3 and verified\n"
+        )
         steps: list[tuple[str, str, str, Any]] = [
             ("server ready?", "GET", "/v2/health/ready", None),
             ("model signature", "GET", f"/v2/models/{name}", None),
-            ("classify two flowers (Open Inference Protocol v2)", "POST", f"/v2/models/{name}/infer", {
-                "id": "demo-1",
-                "inputs": [{"name": "float_input", "shape": [2, 4], "datatype": "FP32",
-                            "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]}],
-                "outputs": [{"name": "output_label"}],
-            }),
-            ("class probabilities (ZipMap output, as JSON maps)", "POST", f"/v2/models/{name}/infer", {
-                "inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.9, 3.0, 4.2, 1.5]}],
-                "outputs": [{"name": "output_probability"}],
-            }),
+            (
+                "classify two flowers (Open Inference Protocol v2)",
+                "POST",
+                f"/v2/models/{name}/infer",
+                {
+                    "id": "demo-1",
+                    "inputs": [
+                        {
+                            "name": "float_input",
+                            "shape": [2, 4],
+                            "datatype": "FP32",
+                            "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3],
+                        }
+                    ],
+                    "outputs": [{"name": "output_label"}],
+                },
+            ),
+            (
+                "class probabilities (ZipMap output, as JSON maps)",
+                "POST",
+                f"/v2/models/{name}/infer",
+                {
+                    "inputs": [
+                        {"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.9, 3.0, 4.2, 1.5]}
+                    ],
+                    "outputs": [{"name": "output_probability"}],
+                },
+            ),
             ("KServe v1 predict", "POST", f"/v1/models/{name}:predict", {"instances": [[6.3, 3.3, 6.0, 2.5]]}),
-            ("a client mistake: 3 features instead of 4", "POST", f"/v2/models/{name}/infer", {
-                "inputs": [{"name": "float_input", "shape": [1, 3], "datatype": "FP32", "data": [5.1, 3.5, 1.4]}],
-            }),
+            (
+                "a client mistake: 3 features instead of 4",
+                "POST",
+                f"/v2/models/{name}/infer",
+                {
+                    "inputs": [{"name": "float_input", "shape": [1, 3], "datatype": "FP32", "data": [5.1, 3.5, 1.4]}],
+                },
+            ),
         ]
         failures = 0
         for title, method, path, body in steps:

@@ -50,16 +50,18 @@ def _infer(name: str, version: str | None, v1: bool) -> Response:
     outcome: Outcome = app.context["outcome"]
     outcome.inference = True
     event = app.current_event
-    document = service.infer(
-        outcome,
-        name,
-        version,
-        event.body,
-        is_base64=bool(event.is_base64_encoded),
-        content_type=event.headers.get("content-type") or event.headers.get("Content-Type"),
-        v1=v1,
+    document, binary = service.infer(
+        outcome, name, version, event.body, is_base64=bool(event.is_base64_encoded), headers=event.headers, v1=v1
     )
-    return _json(document)
+    if binary is None:
+        return _json(document)
+    header = dumps(document)
+    return Response(
+        status_code=200,
+        content_type="application/octet-stream",
+        body=header + binary,  # bytes: Powertools base64-encodes it for API Gateway
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
 
 
 @app.get("/v2")

@@ -153,14 +153,17 @@ class InferenceService:
         body: str | bytes | None,
         *,
         is_base64: bool = False,
-        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
         v1: bool = False,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """The response document, and binary tensor data to append when the client asked for it."""
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        header_length = headers.get(protocol.BINARY_HEADER)
         try:
             model = self.model_for(name, version)
-            protocol.check_content_type(content_type)
-            document = protocol.parse_json_body(body, is_base64)
-            request = protocol.decode_v1(document, model) if v1 else protocol.decode_v2(document, model)
+            protocol.check_content_type(headers.get("content-type"), binary=header_length is not None and not v1)
+            payload = protocol.parse_body(body, is_base64, None if v1 else header_length)
+            request = protocol.decode_v1(payload, model) if v1 else protocol.decode_v2(payload, model)
             outcome.rows = request.rows
             started = time.perf_counter()
             try:
@@ -170,7 +173,9 @@ class InferenceService:
         except ApiError as exc:
             outcome.kind = _kind_of(exc)
             raise
-        return protocol.encode_v1(results) if v1 else protocol.encode_v2(model, request, results)
+        if v1:
+            return protocol.encode_v1(results), None
+        return protocol.encode_v2(model, request, results)
 
 
 def _kind_of(exc: ApiError) -> Literal["client_error", "model_error", "non_finite", "unavailable"]:

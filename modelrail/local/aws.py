@@ -42,8 +42,12 @@ class EmbeddedAWS:
 
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to this AWS: the endpoint, a region and throwaway credentials."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
-                **CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **CREDENTIALS,
+        }
 
     def client(self, service: str) -> Any:
         return boto3.client(

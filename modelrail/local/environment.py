@@ -42,13 +42,19 @@ def function_environment(bundle: ModelBundle, uri: str, sha256: str) -> dict[str
 class LocalEnvironment:
     """Context manager: embedded AWS + one Lambda worker per model + the gateway on ``host:port``."""
 
-    def __init__(self, bundles: Iterable[ModelBundle], *, host: str = "127.0.0.1", port: int = 0,
-                 observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        bundles: Iterable[ModelBundle],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        observer: Observer | None = None,
+    ) -> None:
         self.bundles = list(bundles)
         names = [b.name for b in self.bundles]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"two bundles are both named {duplicates[0]!r}; set \"name\" in one's modelrail.json")
+            raise ValueError(f'two bundles are both named {duplicates[0]!r}; set "name" in one\'s modelrail.json')
         self.host, self.port, self.observer = host, port, observer
         self.aws = EmbeddedAWS()
         self.workers: dict[str, LambdaWorker] = {}

@@ -26,7 +26,6 @@ STAGE = "live"
 # Lambda's synchronous invocation payload limit: API Gateway cannot hand a larger request to the function.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 _MODEL_PATH = re.compile(r"^/v[12]/models/(?P<name>[^/:]+)")
-_TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "+json")
 
 
 class Target(Protocol):
@@ -44,16 +43,10 @@ def proxy_event(
     """The API Gateway REST proxy event for one HTTP request."""
     url = urlsplit(raw_path)
     query = parse_qs(url.query, keep_blank_values=True)
-    content_type = headers.get("content-type", "")
-    is_text = not body or any(t in content_type for t in _TEXT_TYPES) or not content_type
-    if is_text:
-        try:
-            text: str | None = body.decode("utf-8") if body else None
-            is_base64 = False
-        except UnicodeDecodeError:
-            text, is_base64 = base64.b64encode(body).decode(), True
-    else:
-        text, is_base64 = base64.b64encode(body).decode(), True
+    # The deployed API declares binaryMediaTypes */* so that binary tensors arrive intact whatever the
+    # client's content type: API Gateway then base64-encodes every request body, and so does this gateway.
+    text = base64.b64encode(body).decode() if body else None
+    is_base64 = bool(body)
     request_id = str(uuid.uuid4())
     return {
         "resource": "/{proxy+}",
@@ -84,8 +77,9 @@ def proxy_event(
 
 
 class LocalGateway:
-    def __init__(self, targets: dict[str, Target], *, host: str = "127.0.0.1", port: int = 0,
-                 observer: Observer | None = None) -> None:
+    def __init__(
+        self, targets: dict[str, Target], *, host: str = "127.0.0.1", port: int = 0, observer: Observer | None = None
+    ) -> None:
         self.targets = targets
         self.observer = observer
         gateway = self
@@ -114,11 +108,15 @@ class LocalGateway:
         if self._thread:
             self._thread.join()
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(raw_path).path.rstrip("/") or "/"
         if len(body) > MAX_EVENT_BYTES:
-            return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                          f"request body is {len(body)} bytes; the limit is {MAX_EVENT_BYTES} (Lambda's payload limit)")
+            return _error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"request body is {len(body)} bytes; the limit is {MAX_EVENT_BYTES} (Lambda's payload limit)",
+            )
         match = _MODEL_PATH.match(path)
         if match:
             name = match["name"]
@@ -140,15 +138,19 @@ class LocalGateway:
             self.observer(name, event, invocation)
         return _http_response(invocation.response)
 
-    def _server_wide(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        answers = {name: self._invoke(name, target, proxy_event(method, raw_path, headers, body))
-                   for name, target in self.targets.items()}
+    def _server_wide(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        answers = {
+            name: self._invoke(name, target, proxy_event(method, raw_path, headers, body))
+            for name, target in self.targets.items()
+        }
         path = urlsplit(raw_path).path.rstrip("/")
         if path == "/v2":
             any_answer = next(iter(answers.values()), None)
             if any_answer is None:
                 return _error(HTTPStatus.SERVICE_UNAVAILABLE, "no models are served")
-            status, headers_out, payload = any_answer
+            status, _headers_out, payload = any_answer
             document = json.loads(payload)
             document["models"] = sorted(answers)
             return status, {"content-type": "application/json"}, json.dumps(document).encode()

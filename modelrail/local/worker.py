@@ -122,7 +122,9 @@ class LambdaWorker:
     def start(self, timeout_s: float = 120.0) -> LambdaWorker:
         parent, child = _spawn.Pipe()
         self._process = _spawn.Process(
-            target=_run, args=(child, self.environment, self.handler, self.function_name), daemon=True,
+            target=_run,
+            args=(child, self.environment, self.handler, self.function_name),
+            daemon=True,
             name=f"lambda:{self.function_name}:{self.version}",
         )
         self._process.start()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.http as triton
 
 from functions.inference.datatypes import DATATYPES
 from tests import builders
 from tests.functional.conftest import IRIS
-from tests.utils import load_event
+from tests.utils import Context, load_event, rest_event
 
 FLOWERS = [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]
 
@@ -131,3 +133,43 @@ def test_string_input(deploy: Any, tmp_path: Path) -> None:
     )
     assert answer.status == 200
     assert answer.body["outputs"][0] == {"name": "y", "datatype": "BYTES", "shape": [1, 2], "data": ["héllo wörld", ""]}
+
+
+@pytest.mark.parametrize("datatype", DATATYPES)
+def test_binary_tensor_extension_round_trips(deploy: Any, tmp_path: Path, datatype: str) -> None:
+    """Requests and responses encoded by tritonclient itself (binary tensors after the JSON header)."""
+    function = deploy(builders.identity(tmp_path / "m.onnx", datatype), "echo")
+    values = builders.random_values(datatype, (3, 2), seed=1)
+    tensor = triton.InferInput("x", [3, 2], datatype)
+    tensor.set_data_from_numpy(values, binary_data=True)
+    body, header_length = triton.InferenceServerClient.generate_request_body(
+        [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=True)]
+    )
+    event = rest_event("POST", "/v2/models/echo/infer", body, content_type=None, base64_body=True)
+    event["headers"]["Inference-Header-Content-Length"] = str(header_length)
+
+    response = function.module.lambda_handler(event, Context())
+
+    assert response["statusCode"] == 200, response["body"]
+    raw = base64.b64decode(response["body"])
+    headers = {k.lower(): v[0] for k, v in response["multiValueHeaders"].items()}
+    result = triton.InferResult.from_response_body(raw, header_length=int(headers["inference-header-content-length"]))
+    output = result.as_numpy("y")
+    if datatype == "BYTES":  # tritonclient hands BYTES back as bytes objects
+        output = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(output)
+    np.testing.assert_array_equal(output, values)
+
+
+def test_binary_data_size_must_match_the_shape(deploy: Any, tmp_path: Path) -> None:
+    function = deploy(builders.identity(tmp_path / "m.onnx", "FP32"), "echo")
+    tensor = triton.InferInput("x", [2, 2], "FP32")
+    tensor.set_data_from_numpy(np.zeros((2, 2), dtype=np.float32), binary_data=True)
+    tensor.set_shape([3, 2])  # the header now claims more values than the binary data holds
+    body, header_length = triton.InferenceServerClient.generate_request_body([tensor])
+    event = rest_event("POST", "/v2/models/echo/infer", body, content_type=None, base64_body=True)
+    event["headers"]["Inference-Header-Content-Length"] = str(header_length)
+
+    answer = function.invoke(event)
+
+    assert answer.status == 400
+    assert "binary data holds 16 bytes but its shape and FP32 need 24" in answer.error
