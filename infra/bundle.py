@@ -63,7 +63,7 @@ class ModelBundle:
         if not re.match(NAME_PATTERN, name):
             raise BundleError(
                 f"{root}: model name {name!r} must be 1-128 letters, digits, '_', '.' or '-', starting with a "
-                f"letter or digit (set \"name\" in {SETTINGS_FILE})"
+                f'letter or digit (set "name" in {SETTINGS_FILE})'
             )
         return cls(name, root, model_path, settings)
 

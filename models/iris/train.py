@@ -38,7 +38,9 @@ def main() -> None:
         initial_types=[("float_input", FloatTensorType([None, 4]))],
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
-    onnx_model.doc_string = "iris species from sepal and petal measurements (cm); labels 0 setosa, 1 versicolor, 2 virginica"
+    onnx_model.doc_string = (
+        "iris species from sepal and petal measurements (cm); labels 0 setosa, 1 versicolor, 2 virginica"
+    )
     (HERE / "model.onnx").write_bytes(onnx_model.SerializeToString())
 
     # The acceptance set: held-out rows with the label the trained model must keep giving.
@@ -46,7 +48,14 @@ def main() -> None:
     with (HERE / "acceptance.jsonl").open("w") as f:
         for row, label in zip(x_test, labels, strict=True):
             case = {
-                "inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [round(float(v), 4) for v in row]}],
+                "inputs": [
+                    {
+                        "name": "float_input",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "data": [round(float(v), 4) for v in row],
+                    }
+                ],
                 "expected": {"output_label": [int(label)]},
             }
             f.write(json.dumps(case) + "\n")
