@@ -30,6 +30,9 @@ lint: $(VENV)/.dev
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+synth: $(VENV)/.dev
+	$(PY) app.py
+
 bench: $(VENV)/.dev
 	$(PY) -m bench
 

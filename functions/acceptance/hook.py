@@ -43,8 +43,10 @@ def handler(event: dict[str, Any], context: Any = None, *, client: Any = None) -
                 deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
             )
         else:
-            logger.error("not a CodeDeploy lifecycle event (no DeploymentId/LifecycleEventHookExecutionId): %s",
-                         json.dumps(event, default=str)[:1000])
+            logger.error(
+                "not a CodeDeploy lifecycle event (no DeploymentId/LifecycleEventHookExecutionId): %s",
+                json.dumps(event, default=str)[:1000],
+            )
     return {"status": status}
 
 

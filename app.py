@@ -1,0 +1,76 @@
+"""CDK entry point: one stack per environment of the deployment spec, from the same constructs.
+
+``npx cdk synth`` / ``cdk deploy modelrail-production`` run it with the CLI's context; ``python app.py`` (what
+``make synth`` runs, offline and without the CLI) reads cdk.json's context itself and writes ``cdk.out/``.
+cdk-nag's AwsSolutions pack validates every stack at synth; an unacknowledged finding fails the synth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")  # a warning banner, not an error
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from infra.layer import build_layer
+from infra.spec import CDK_JSON, CONTEXT_KEY, SpecError, parse_spec
+from infra.stack import ModelrailStack
+
+ROOT = Path(__file__).resolve().parent
+STACK_PREFIX = "modelrail"
+
+
+def create_app(
+    context: dict | None = None, outdir: str | None = None, *, base_dir: Path = ROOT, nag: bool = True
+) -> cdk.App:
+    """The app with one ModelrailStack per environment. ``context``: cdk.json's when not run by the CDK CLI."""
+    launched_by_cli = "CDK_OUTDIR" in os.environ or "CDK_CONTEXT_JSON" in os.environ
+    if context is None and not launched_by_cli:
+        context = json.loads((base_dir / "cdk.json").read_text()).get("context", {})
+    app = cdk.App(context=context, outdir=outdir or (None if launched_by_cli else str(base_dir / "cdk.out")))
+    spec = parse_spec(app.node.try_get_context(CONTEXT_KEY), source=str(base_dir / CDK_JSON.name))
+    models = spec.resolve_models(base_dir)
+    layers = {}
+    for name, environment in spec.environments.items():
+        arch = environment.function.architecture
+        if arch not in layers:
+            layers[arch] = build_layer(arch, log=lambda line: print(line, file=sys.stderr))
+        ModelrailStack(
+            app,
+            f"{STACK_PREFIX}-{name}",
+            environment=environment,
+            models=models,
+            layer=layers[arch],
+            env=cdk.Environment(
+                account=environment.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
+                region=environment.region or os.environ.get("CDK_DEFAULT_REGION"),
+            ),
+            description=f"modelrail: {', '.join(m.name for m in models)} behind API Gateway with CodeDeploy rollouts",
+        )
+    if nag:
+        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    return app
+
+
+def main() -> int:
+    try:
+        app = create_app()
+    except SpecError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
+    assembly = app.synth()
+    errors = [(s.stack_name, m) for s in assembly.stacks for m in s.messages if str(m.level).endswith("ERROR")]
+    for stack, message in errors:
+        print(f"{stack}: {message.id}: {message.entry.data}", file=sys.stderr)
+    print(f"synthesized {', '.join(s.stack_name for s in assembly.stacks)} -> {assembly.directory}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

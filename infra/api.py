@@ -1,0 +1,141 @@
+"""InferenceApi: an API Gateway REST API proxying every route to the alias ``live``.
+
+Inference and metadata routes require auth (IAM SigV4, or an API key with a usage plan, per the spec); the two
+health routes stay open for load balancers and uptime checks. Stage throttling and JSON access logs are on.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from .nag import acknowledge, managed_policy
+from .spec import ApiSettings
+
+OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready")
+
+_ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "caller": "$context.identity.caller",
+    "user": "$context.identity.user",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integration.status",
+    "errorMessage": "$context.error.message",
+}
+
+
+class InferenceApi(Construct):
+    def __init__(
+        self, scope: Construct, id_: str, *, model_name: str, alias: lambda_.IFunction, settings: ApiSettings
+    ) -> None:
+        super().__init__(scope, id_)
+        self.settings = settings
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "Api",
+            description=f"modelrail: model {model_name} (Open Inference Protocol v2, KServe v1)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,  # API Gateway needs the account-level role to write access and execution logs
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,  # shared by every API in the account
+            deploy_options=apigw.StageOptions(
+                stage_name="api",
+                throttling_rate_limit=settings.throttle_rate_limit,
+                throttling_burst_limit=settings.throttle_burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(_ACCESS_LOG_FIELDS)),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies are model inputs: never copied into logs
+                metrics_enabled=True,
+                tracing_enabled=True,
+            ),
+        )
+        self._acknowledge_findings(settings)
+        integration = apigw.LambdaIntegration(alias, proxy=True, allow_test_invoke=False)
+        auth, key_required = self._protection(settings)
+        root = self.rest_api.root
+        proxy = root.add_proxy(default_integration=integration, any_method=False)
+        proxy.add_method("ANY", integration, authorization_type=auth, api_key_required=key_required)
+        v2 = root.add_resource("v2")  # GET /v2 (server metadata) needs its own method now that /v2 is a resource
+        v2.add_method("ANY", integration, authorization_type=auth, api_key_required=key_required)
+        health = v2.add_resource("health")
+        for route in OPEN_ROUTES:
+            method = health.add_resource(route.rsplit("/", 1)[1]).add_method(
+                "GET", integration, authorization_type=apigw.AuthorizationType.NONE
+            )
+            acknowledge(
+                method,
+                "AwsSolutions-APIG4",
+                f"GET {route} is open on purpose: a health probe carries no model data and runs no inference.",
+            )
+        self.api_key: apigw.IApiKey | None = None
+        if settings.auth == "api_key":
+            plan = self.rest_api.add_usage_plan(
+                "UsagePlan",
+                description=f"modelrail clients of model {model_name}",
+                throttle=apigw.ThrottleSettings(
+                    rate_limit=settings.throttle_rate_limit, burst_limit=settings.throttle_burst_limit
+                ),
+                quota=apigw.QuotaSettings(limit=settings.quota_per_day, period=apigw.Period.DAY)
+                if settings.quota_per_day
+                else None,
+            )
+            plan.add_api_stage(stage=self.rest_api.deployment_stage)
+            self.api_key = self.rest_api.add_api_key("ApiKey", description=f"modelrail client key: {model_name}")
+            plan.add_api_key(self.api_key)
+
+    def _acknowledge_findings(self, settings: ApiSettings) -> None:
+        api = self.rest_api
+        acknowledge(
+            api,
+            "AwsSolutions-APIG2",
+            "Request bodies are validated by the handler against the model's own signature (names, datatypes, "
+            "shapes); an API Gateway JSON schema cannot express tensor shapes.",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL by default (a fixed monthly cost per ACL); auth, stage throttling and the usage plan "
+            "bound abuse. Associate an account-wide ACL if your organisation mandates one.",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-COG4",
+            f"Auth is chosen in the spec (here {settings.auth!r}: IAM SigV4 or API key with usage plan); "
+            "Cognito user pools are not the auth model for machine clients of an inference API.",
+        )
+        acknowledge(
+            api,
+            "AwsSolutions-IAM4",
+            "API Gateway's account logging role uses AmazonAPIGatewayPushToCloudWatchLogs, AWS's policy for it.",
+            [managed_policy("AmazonAPIGatewayPushToCloudWatchLogs")],
+        )
+
+    @staticmethod
+    def _protection(settings: ApiSettings) -> tuple[apigw.AuthorizationType, bool]:
+        """What inference and metadata routes require: SigV4-signed calls, or an API key."""
+        if settings.auth == "iam":
+            return apigw.AuthorizationType.IAM, False
+        return apigw.AuthorizationType.NONE, True
+
+    @property
+    def url(self) -> str:
+        return self.rest_api.url

@@ -1,0 +1,109 @@
+"""ModelArtifacts: the bucket that holds the models, and each bundle's model uploaded content-addressed.
+
+A key is ``models/<name>/<sha256>.onnx``: a new model is a new object, never an overwrite, and older objects
+stay (no pruning) so a rolled-back version still finds the model it was published with.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from constructs import Construct
+
+from .spec import DeployedModel
+
+_S3_URI_PREFIX = "s3://"
+
+
+@dataclass(frozen=True)
+class ArtifactLocation:
+    """Where one model's artifact lives, and what reading it takes."""
+
+    bucket_name: str
+    key: str
+    dependable: Construct | None = None  # the upload, when this stack performs it
+
+    @property
+    def uri(self) -> str:
+        return f"{_S3_URI_PREFIX}{self.bucket_name}/{self.key}"
+
+    def grant_read(self, grantee: iam.IGrantable, scope: Construct) -> None:
+        """s3:GetObject on this one object, nothing else in the bucket."""
+        arn = f"arn:{_partition(scope)}:s3:::{self.bucket_name}/{self.key}"
+        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
+
+
+def _partition(scope: Construct) -> str:
+    from aws_cdk import Stack
+
+    return Stack.of(scope).partition
+
+
+class ModelArtifacts(Construct):
+    """A private, versioned, encrypted, TLS-only bucket kept on stack deletion, with the models in it."""
+
+    def __init__(self, scope: Construct, id_: str, *, models: Sequence[DeployedModel]) -> None:
+        super().__init__(scope, id_)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            versioned=True,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=RemovalPolicy.RETAIN,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="artifacts/",
+        )
+        self.locations: dict[str, ArtifactLocation] = {}
+        for model in models:
+            self.locations[model.name] = self._place(model)
+
+    def _place(self, model: DeployedModel) -> ArtifactLocation:
+        if model.uri is not None:
+            bucket, key = model.uri[len(_S3_URI_PREFIX) :].split("/", 1)
+            return ArtifactLocation(bucket, key)
+        assert model.bundle is not None
+        upload = s3deploy.BucketDeployment(
+            self,
+            f"Upload-{model.name}",
+            sources=[s3deploy.Source.asset(str(_staged(model)))],
+            destination_bucket=self.bucket,
+            destination_key_prefix=f"models/{model.name}/",
+            prune=False,  # older models stay: a rollback needs the one its version was published with
+            retain_on_delete=True,
+            memory_limit=1024,
+        )
+        return ArtifactLocation(self.bucket.bucket_name, model.artifact_key, upload)
+
+
+def _staged(model: DeployedModel) -> Path:
+    """A folder holding only ``<sha256>.onnx``: the asset whose extraction lands on the content-addressed key."""
+    assert model.bundle is not None
+    folder = Path(tempfile.gettempdir()) / "modelrail-artifacts" / model.sha256
+    target = folder / f"{model.sha256}.onnx"
+    if not target.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{model.sha256}.partial"
+        shutil.copyfile(model.bundle.model_path, partial)
+        partial.replace(target)
+    return folder

@@ -1,0 +1,112 @@
+"""InferenceFunction: the model's Lambda function, its published version and the alias ``live``.
+
+The function's environment carries MODEL_URI and MODEL_SHA256, so a new model (even with the same code and
+layer) is a new configuration, hence a new version, hence a CodeDeploy deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from .artifacts import ArtifactLocation
+from .layer import ARCHITECTURES
+from .nag import acknowledge, acknowledge_python_runtime
+from .spec import ALIAS_NAME, DeployedModel, FunctionSettings
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+HANDLER = "inference.handler.lambda_handler"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+
+def functions_code(*, without: str) -> lambda_.Code:
+    """The ``functions/`` package minus the other function's folder, so a change to one publishes only it."""
+    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", without])
+
+
+class InferenceFunction(Construct):
+    """Function + version + alias ``live``; the role writes its own logs (the parent grants the artifact read)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model: DeployedModel,
+        artifact: ArtifactLocation,
+        layer: lambda_.ILayerVersion,
+        settings: FunctionSettings,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=getattr(logs.RetentionDays, _RETENTION[settings.log_retention_days]),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"modelrail inference for model {model.name}: read its artifact, write its logs",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=f"modelrail inference: model {model.name}",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURES[settings.architecture],
+            handler=HANDLER,
+            code=functions_code(without="acceptance"),
+            layers=[layer],
+            memory_size=settings.memory_mb,
+            ephemeral_storage_size=Size.mebibytes(settings.ephemeral_storage_mb),
+            timeout=Duration.seconds(settings.timeout_seconds),
+            reserved_concurrent_executions=settings.reserved_concurrency,
+            environment=model.environment(artifact.uri),
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            current_version_options=lambda_.VersionOptions(
+                removal_policy=RemovalPolicy.RETAIN,  # CodeDeploy rolls back to the previous version
+                description=f"model {model.name} sha256 {model.sha256}",
+            ),
+        )
+        self.log_group.grant_write(self.role)
+        acknowledge_python_runtime(self.function)
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions (Resource '*').",
+            ["Resource::*"],
+        )
+        if artifact.dependable is not None:
+            # The new version must not exist (and be invoked by the hook) before its model is uploaded.
+            self.function.node.add_dependency(artifact.dependable)
+        self.version = self.function.current_version
+        self.alias = lambda_.Alias(
+            self,
+            "Live",
+            alias_name=ALIAS_NAME,
+            version=self.version,
+            provisioned_concurrent_executions=settings.provisioned_concurrency or None,
+        )
+
+
+_RETENTION = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+}

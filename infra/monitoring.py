@@ -1,0 +1,75 @@
+"""ModelDashboard: one CloudWatch dashboard per model, every series split by version so a canary stands apart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from .spec import METRICS_NAMESPACE
+
+_PERIOD = Duration.minutes(1)
+
+
+def _by_version(model_name: str, metric_name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
+    """Every version's series of one runtime metric (CloudWatch SEARCH; dashboards only, never alarms)."""
+    search = (
+        f'SEARCH(\'{{{METRICS_NAMESPACE},ModelName,ModelVersion}} ModelName="{model_name}" '
+        f"MetricName=\"{metric_name}\"', '{statistic}', {int(_PERIOD.to_seconds())})"
+    )
+    return cloudwatch.MathExpression(expression=search, using_metrics={}, label=label, period=_PERIOD)
+
+
+class ModelDashboard(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model_name: str,
+        function: lambda_.IFunction,
+        alarms: Sequence[cloudwatch.IAlarm],
+    ) -> None:
+        super().__init__(scope, id_)
+        m = model_name
+        lambda_throttles = function.metric_throttles(period=_PERIOD, statistic="Sum")
+        concurrency = function.metric("ConcurrentExecutions", period=_PERIOD, statistic="Maximum")
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.dashboard.add_widgets(
+            cloudwatch.TextWidget(
+                markdown=f"# modelrail: {m}\nEvery series is split by Lambda version: during a rollout the new "
+                "version is the one with the highest number.",
+                width=24,
+                height=2,
+            )
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(title="Requests by version", left=[_by_version(m, "Requests", "Sum", "")]),
+            cloudwatch.GraphWidget(
+                title="Errors by version",
+                left=[
+                    _by_version(m, "ModelErrors", "Sum", "model errors"),
+                    _by_version(m, "NonFiniteOutputs", "Sum", "non-finite outputs"),
+                    _by_version(m, "Unavailable", "Sum", "unavailable"),
+                    _by_version(m, "ClientErrors", "Sum", "client errors"),
+                ],
+            ),
+            cloudwatch.GraphWidget(
+                title="Request latency p50 / p99 (ms) by version",
+                left=[_by_version(m, "RequestLatency", "p50", "p50"), _by_version(m, "RequestLatency", "p99", "p99")],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Model latency p50 / p99 (ms) by version",
+                left=[_by_version(m, "ModelLatency", "p50", "p50"), _by_version(m, "ModelLatency", "p99", "p99")],
+            ),
+            cloudwatch.GraphWidget(title="Cold starts by version", left=[_by_version(m, "ColdStart", "Sum", "")]),
+            cloudwatch.GraphWidget(title="Throttles and concurrency", left=[lambda_throttles], right=[concurrency]),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Rollout alarms (new version)", alarms=list(alarms), width=24)
+        )

@@ -1,0 +1,105 @@
+"""ModelrailStack: one environment's deployment, composed from the constructs; differences come only from
+its EnvironmentSpec (the stack never asks which environment it is)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from .api import InferenceApi
+from .artifacts import ArtifactLocation, ModelArtifacts
+from .inference import InferenceFunction
+from .layer import LayerArtifact, RuntimeLayer
+from .monitoring import ModelDashboard
+from .nag import suppress_reviewed_findings
+from .rollout import Rollout
+from .spec import DeployedModel, EnvironmentSpec
+
+
+class ModelService(Construct):
+    """One model end to end: function + version + alias, rollout, API, dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model: DeployedModel,
+        artifact: ArtifactLocation,
+        runtime: RuntimeLayer,
+        environment: EnvironmentSpec,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.model = model
+        self.inference = InferenceFunction(
+            self, "Inference", model=model, artifact=artifact, layer=runtime.layer, settings=environment.function
+        )
+        artifact.grant_read(self.inference.role, self)
+        self.rollout = Rollout(
+            self,
+            "Rollout",
+            model_name=model.name,
+            function=self.inference.function,
+            version=self.inference.version,
+            alias=self.inference.alias,
+            policy=environment.rollout,
+            alarms=environment.alarm_definitions(),
+        )
+        self.api = InferenceApi(
+            self, "Api", model_name=model.name, alias=self.inference.alias, settings=environment.api
+        )
+        self.dashboard = ModelDashboard(
+            self,
+            "Monitoring",
+            model_name=model.name,
+            function=self.inference.function,
+            alarms=list(self.rollout.alarms.values()),
+        )
+
+
+class ModelrailStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        environment: EnvironmentSpec,
+        models: Sequence[DeployedModel],
+        layer: LayerArtifact,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
+        self.environment_spec = environment
+        self.artifacts = ModelArtifacts(self, "Artifacts", models=models)
+        self.runtime = RuntimeLayer(self, "Runtime", artifact=layer)
+        self.services: dict[str, ModelService] = {}
+        for model in models:
+            service = ModelService(
+                self,
+                f"Model-{model.name}",
+                model=model,
+                artifact=self.artifacts.locations[model.name],
+                runtime=self.runtime,
+                environment=environment,
+            )
+            self.services[model.name] = service
+            CfnOutput(self, f"InvokeUrl-{model.name}", value=service.api.url, description=f"{model.name}: API base URL")
+            CfnOutput(
+                self,
+                f"InferUrl-{model.name}",
+                value=f"{service.api.url}v2/models/{model.name}/infer",
+                description=f"{model.name}: POST an Open Inference Protocol request here",
+            )
+            if service.api.api_key is not None:
+                CfnOutput(
+                    self,
+                    f"ApiKeyId-{model.name}",
+                    value=service.api.api_key.key_id,
+                    description="aws apigateway get-api-key --include-value --api-key <id>",
+                )
+            CfnOutput(
+                self, f"DeploymentGroup-{model.name}", value=service.rollout.deployment_group.deployment_group_name
+            )
+        suppress_reviewed_findings(self, artifacts_bucket=self.artifacts.bucket)
