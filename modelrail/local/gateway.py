@@ -82,20 +82,15 @@ class LocalGateway:
     ) -> None:
         self.targets = targets
         self.observer = observer
-        gateway = self
-
-        class _Handler(_RequestHandler):
-            pass
-
-        _Handler.gateway = gateway
-        self._server = ThreadingHTTPServer((host, port), _Handler)
+        handler = type("_BoundHandler", (_RequestHandler,), {"gateway": self})
+        self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LocalGateway:
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-gateway", daemon=True)
