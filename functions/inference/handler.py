@@ -198,15 +198,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcome = Outcome()
     app.append_context(outcome=outcome)
     response = app.resolve(event, context)
+    elapsed_ms = (time.perf_counter() - started) * 1000
     if outcome.inference:
-        _record(outcome, (time.perf_counter() - started) * 1000)
-    _stamp_version(response)
+        _record(outcome, elapsed_ms)
+    _stamp(response, outcome, elapsed_ms)
     return response
 
 
-def _stamp_version(response: dict[str, Any]) -> None:
-    """Every answer names the version that served it, errors included."""
+def _stamp(response: dict[str, Any], outcome: Outcome, elapsed_ms: float) -> None:
+    """Every answer names the version that served it, errors included, and how long the function took
+    (Server-Timing: what the acceptance gate's latency probe reads, free of network and invoke overhead)."""
+    timing = f"total;dur={elapsed_ms:.3f}"
+    if outcome.model_ms is not None:
+        timing += f", model;dur={outcome.model_ms:.3f}"
+    stamps = {"x-model-version": service.version, "server-timing": timing}
     if "multiValueHeaders" in response:
-        response["multiValueHeaders"]["x-model-version"] = [service.version]
+        response["multiValueHeaders"].update({k: [v] for k, v in stamps.items()})
     else:
-        response.setdefault("headers", {})["x-model-version"] = service.version
+        response.setdefault("headers", {}).update(stamps)

@@ -8,21 +8,19 @@ answered for all models at once, since locally one port serves several models.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import threading
-import time
-import uuid
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from functions.acceptance.events import response_body, response_headers, rest_proxy_event
 
 from .worker import Invocation, WorkerError
 
-STAGE = "live"
 # Lambda's synchronous invocation payload limit: API Gateway cannot hand a larger request to the function.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 _MODEL_PATH = re.compile(r"^/v[12]/models/(?P<name>[^/:]+)")
@@ -35,45 +33,6 @@ class Target(Protocol):
 
 
 Observer = Callable[[str, dict[str, Any], Invocation], None]
-
-
-def proxy_event(
-    method: str, raw_path: str, headers: dict[str, str], body: bytes, *, stage: str = STAGE
-) -> dict[str, Any]:
-    """The API Gateway REST proxy event for one HTTP request."""
-    url = urlsplit(raw_path)
-    query = parse_qs(url.query, keep_blank_values=True)
-    # The deployed API declares binaryMediaTypes */* so that binary tensors arrive intact whatever the
-    # client's content type: API Gateway then base64-encodes every request body, and so does this gateway.
-    text = base64.b64encode(body).decode() if body else None
-    is_base64 = bool(body)
-    request_id = str(uuid.uuid4())
-    return {
-        "resource": "/{proxy+}",
-        "path": url.path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": {"proxy": url.path.lstrip("/")},
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/{proxy+}",
-            "httpMethod": method,
-            "path": f"/{stage}{url.path}",
-            "stage": stage,
-            "requestId": request_id,
-            "extendedRequestId": request_id,
-            "requestTimeEpoch": int(time.time() * 1000),
-            "protocol": "HTTP/1.1",
-            "accountId": "000000000000",
-            "apiId": "local",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
-        },
-        "body": text,
-        "isBase64Encoded": is_base64,
-    }
 
 
 class LocalGateway:
@@ -119,7 +78,7 @@ class LocalGateway:
             if target is None:
                 served = ", ".join(sorted(self.targets)) or "none"
                 return _error(HTTPStatus.NOT_FOUND, f"model '{name}' is not served here; models: {served}")
-            return self._invoke(name, target, proxy_event(method, raw_path, headers, body))
+            return self._invoke(name, target, rest_proxy_event(method, raw_path, headers, body))
         if path in ("/v2", "/v2/health/live", "/v2/health/ready"):
             return self._server_wide(method, raw_path, headers, body)
         return _error(HTTPStatus.NOT_FOUND, f"no route {path}; see GET /v2 and /v2/models/{{name}}")
@@ -137,7 +96,7 @@ class LocalGateway:
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         answers = {
-            name: self._invoke(name, target, proxy_event(method, raw_path, headers, body))
+            name: self._invoke(name, target, rest_proxy_event(method, raw_path, headers, body))
             for name, target in self.targets.items()
         }
         path = urlsplit(raw_path).path.rstrip("/")
@@ -157,14 +116,7 @@ class LocalGateway:
 
 
 def _http_response(response: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    headers: dict[str, str] = {}
-    for key, values in (response.get("multiValueHeaders") or {}).items():
-        headers[key] = ", ".join(str(v) for v in values)
-    for key, value in (response.get("headers") or {}).items():
-        headers[key] = str(value)
-    body = response.get("body") or ""
-    payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
-    return int(response.get("statusCode", 502)), headers, payload
+    return int(response.get("statusCode", 502)), response_headers(response), response_body(response)
 
 
 def _error(status: HTTPStatus, message: str) -> tuple[int, dict[str, str], bytes]:
