@@ -1,0 +1,248 @@
+"""Benchmark figures against the targets of issue 2: assembled into results.json and printed as tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Targets: what the handler may add on top of onnxruntime itself.
+ONE_ROW_OVERHEAD_US = 150.0  # handler p50 - raw p50, one-row requests
+BATCH_RATIO = 10.0  # handler p50 / raw p50, the 256-row JSON request (a naive stdlib-json handler: ~50x)
+COLD_RATIO = 1.3  # fresh process to first answer / the floor (import onnxruntime, session from a file, run once)
+
+# Cold-start phases in the order a process goes through them, with their table headings.
+PHASES = {
+    "interpreter": "python start",
+    "imports": "imports",
+    "tracer": "Tracer()",
+    "s3_client": "S3 client",
+    "fetch_verify": "fetch+sha256",
+    "session": "session",
+    "handler_init": "other init",
+    "answer": "1st answer",
+}
+
+
+def _warm_figures(result: dict[str, Any]) -> dict[str, Any]:
+    case, variants = result["case"], result["variants"]
+    raw, handler, naive = variants["raw"]["p50_us"], variants["handler"]["p50_us"], variants["naive"]["p50_us"]
+    figures: dict[str, Any] = {
+        "label": case["label"],
+        "model": case["model"],
+        "rows": case["rows"],
+        "iterations": case["iterations"],
+        "request_bytes": result["request_bytes"],
+        **variants,
+        "overhead_us": round(handler - raw, 1),
+        "handler_ratio": round(handler / raw, 2),
+        "naive_ratio": round(naive / raw, 2),
+    }
+    if "protocol" in variants:
+        figures["protocol_overhead_us"] = round(variants["protocol"]["p50_us"] - raw, 1)
+    if "binary" in variants:
+        figures["binary_ratio"] = round(variants["binary"]["p50_us"] / raw, 2)
+    if result.get("skipped"):
+        figures["skipped"] = result["skipped"]
+    if case["rows"] == 1:
+        figures["target"] = {"figure": "overhead_us", "at_most": ONE_ROW_OVERHEAD_US}
+        figures["met"] = figures["overhead_us"] <= ONE_ROW_OVERHEAD_US
+    else:
+        figures["target"] = {"figure": "handler_ratio", "at_most": BATCH_RATIO}
+        figures["met"] = figures["handler_ratio"] <= BATCH_RATIO
+    return figures
+
+
+def assemble(
+    machine: dict[str, Any], warm: list[dict[str, Any]], cold: dict[str, Any], *, quick: bool = False
+) -> dict[str, Any]:
+    cold_figures = {}
+    for model, kinds in cold.items():
+        ratio = kinds["handler"]["median_ms"] / kinds["floor"]["median_ms"]
+        cold_figures[model] = {
+            **kinds,
+            "ratio": round(ratio, 2),
+            "target": {"figure": "ratio", "at_most": COLD_RATIO},
+            "met": ratio <= COLD_RATIO,
+        }
+    return {
+        "machine": machine,
+        "quick": quick,
+        "targets": {
+            "one_row_overhead_us": ONE_ROW_OVERHEAD_US,
+            "batch_256_ratio": BATCH_RATIO,
+            "cold_start_ratio": COLD_RATIO,
+        },
+        "warm": [_warm_figures(r) for r in warm],
+        "cold": cold_figures,
+    }
+
+
+def _verdict(met: bool) -> str:
+    return "[green]met[/]" if met else "[red]missed[/]"
+
+
+def _us(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def show(results: dict[str, Any], console: Console | None = None) -> None:
+    if console is None:
+        console = Console()
+        if console.width < 170:  # a pipe or a narrow terminal: keep rows on one line each
+            console = Console(width=170)
+    m = results["machine"]
+    console.print(
+        f"\n[bold]modelrail bench[/] {m['date']}  {m['cpus_available']} CPU(s) {m['cpu_model']}  "
+        f"Python {m['python']}  onnxruntime {m['onnxruntime']}"
+        + ("  [yellow](quick run)[/]" if results["quick"] else "")
+    )
+
+    warm = Table(title="Warm: microseconds per request (handler = lambda_handler on an API Gateway event)")
+    columns = ("case", "raw p50/p99", "handler p50/p99", "overhead", "handler /raw", "protocol only", "naive json")
+    columns += ("naive /raw", "binary req", "binary /raw")
+    for column in (*columns, "target", ""):
+        warm.add_column(column, justify="left" if column == "case" else "right", no_wrap=column != "case")
+    for w in results["warm"]:
+        target = w["target"]
+        goal = f"<={target['at_most']:.0f}us" if target["figure"] == "overhead_us" else f"<={target['at_most']:.0f}x"
+        warm.add_row(
+            w["label"],
+            *(f"{_us(w[v]['p50_us'])} / {_us(w[v]['p99_us'])}" for v in ("raw", "handler")),
+            f"+{_us(w['overhead_us'])}",
+            f"{w['handler_ratio']:.1f}x",
+            _us(w["protocol"]["p50_us"]) if "protocol" in w else "-",
+            _us(w["naive"]["p50_us"]),
+            f"{w['naive_ratio']:.1f}x",
+            _us(w["binary"]["p50_us"]) if "binary" in w else "-",
+            f"{w['binary_ratio']:.1f}x" if "binary" in w else "-",
+            goal,
+            _verdict(w["met"]),
+        )
+    console.print(warm)
+    console.print(
+        "p50 unless marked; overhead = handler p50 - raw p50; protocol only = decode, check, run, encode without "
+        "Powertools; binary req = the handler on the binary tensor data extension"
+    )
+    for w in results["warm"]:
+        for variant, why in w.get("skipped", {}).items():
+            console.print(f"[yellow]{w['label']}: {variant} left out: {why}[/]")
+
+    cold = Table(title="Cold: fresh process to first answer, median of runs (floor = import onnxruntime, session, run)")
+    for column in ("model", "floor", "handler", "handler/floor", "target", ""):
+        cold.add_column(column, justify="left" if column == "model" else "right")
+    for model, c in results["cold"].items():
+        cold.add_row(
+            model,
+            f"{c['floor']['median_ms']:.0f} ms",
+            f"{c['handler']['median_ms']:.0f} ms",
+            f"{c['ratio']:.2f}x",
+            f"<= {c['target']['at_most']}x",
+            _verdict(c["met"]),
+        )
+    console.print(cold)
+
+    phases = Table(title="Cold start: where the time goes (median ms per phase)")
+    phases.add_column("model / process")
+    names: list[str] = []
+    for c in results["cold"].values():
+        for kind in ("floor", "handler"):
+            names += [p for p in c[kind]["phases_median_ms"] if p not in names]
+    names.sort(key=lambda p: list(PHASES).index(p) if p in PHASES else len(PHASES))
+    for name in names:
+        phases.add_column(PHASES.get(name, name), justify="right")
+    for model, c in results["cold"].items():
+        for kind in ("floor", "handler"):
+            got = c[kind]["phases_median_ms"]
+            phases.add_row(f"{model} / {kind}", *(f"{got[n]:.0f}" if n in got else "" for n in names))
+    console.print(phases)
+
+
+def _miss(measured: float, limit: float, unit: str) -> str:
+    """``met``, or by how much the figure misses: the excess in the figure's own unit (us or ms)."""
+    return "met" if measured <= limit else f"**missed** by {measured - limit:,.0f} {unit}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's figures table for these results (``python -m bench.report``)."""
+    m = results["machine"]
+    lines = [
+        f"Measured {m['date'][:10]} on {m['cpus_available']} vCPUs ({m['cpu_model']}), Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']}; p50 of {', '.join(str(w['iterations']) for w in results['warm'])} "
+        "interleaved requests, cold starts median of "
+        f"{next(iter(results['cold'].values()))['handler']['runs']} alternating runs.",
+        "",
+        "| figure | measured | target | |",
+        "|---|---|---|---|",
+    ]
+    for w in results["warm"]:
+        raw, handler = w["raw"]["p50_us"], w["handler"]["p50_us"]
+        if w["target"]["figure"] == "overhead_us":
+            limit = w["target"]["at_most"]
+            lines.append(
+                f"| {w['label']}: handler p50 - raw p50 | +{w['overhead_us']:,.0f} us "
+                f"({handler:,.0f} vs {raw:,.0f} us) | <= {limit:.0f} us | {_miss(w['overhead_us'], limit, 'us')} |"
+            )
+        else:
+            limit = w["target"]["at_most"]
+            lines.append(
+                f"| {w['label']}: handler p50 / raw p50 (JSON) | {w['handler_ratio']:.1f}x ({handler / 1000:,.1f} vs "
+                f"{raw / 1000:,.1f} ms) | <= {limit:.0f}x | {_miss(handler / 1000, raw * limit / 1000, 'ms')} |"
+            )
+    for model, c in results["cold"].items():
+        limit, handler, floor = c["target"]["at_most"], c["handler"]["median_ms"], c["floor"]["median_ms"]
+        lines.append(
+            f"| cold start, {model}: handler / floor | {c['ratio']:.2f}x ({handler:,.0f} vs {floor:,.0f} ms) "
+            f"| <= {limit}x | {_miss(handler, floor * limit, 'ms')} |"
+        )
+    lines += ["", "For reference, p50 in the same run:", "", "| case | raw | handler | protocol only | naive json |"]
+    lines[-1] += " binary req |" if any("binary" in w for w in results["warm"]) else ""
+    lines.append("|---" * (lines[-1].count("|") - 1) + "|")
+    for w in results["warm"]:
+        cells = [w["label"], *(f"{w[v]['p50_us']:,.0f} us" if v in w else "-" for v in ("raw", "handler", "protocol"))]
+        cells.append(f"{w['naive']['p50_us']:,.0f} us ({w['naive_ratio']:.1f}x raw)")
+        if "binary" in w:
+            cells.append(f"{w['binary']['p50_us']:,.0f} us ({w['binary_ratio']:.1f}x raw)")
+        lines.append("| " + " | ".join(cells) + " |")
+    phases = {}
+    for model, c in results["cold"].items():
+        for kind in ("floor", "handler"):
+            phases[f"{model} {kind}"] = c[kind]["phases_median_ms"]
+    names = [p for p in PHASES if any(p in got for got in phases.values())]
+    lines += ["", "Cold start by phase (median ms):", ""]
+    lines.append("| process | " + " | ".join(PHASES[n] for n in names) + " |")
+    lines.append("|---" * (len(names) + 1) + "|")
+    for process, got in phases.items():
+        lines.append(f"| {process} | " + " | ".join(f"{got[n]:,.0f}" if n in got else "" for n in names) + " |")
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> None:
+    """Replace the figures between the README's bench markers (inside its Benchmarks section) with these."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} markers in its Benchmarks section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{markdown(results)}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description="results.json as README tables")
+    parser.add_argument("results", nargs="?", type=Path, default=root / "bench" / "results.json")
+    parser.add_argument("--readme", action="store_true", help="write them into README.md's Benchmarks section")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text())
+    if args.readme:
+        update_readme(root / "README.md", results)
+    else:
+        print(markdown(results))
