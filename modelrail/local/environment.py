@@ -1,13 +1,14 @@
 """LocalEnvironment: bundles deployed the way a real deployment does, on the embedded AWS, behind the gateway.
 
 Each bundle's model is uploaded content-addressed to the artifacts bucket, and its function environment
-carries MODEL_URI and MODEL_SHA256, exactly as the CDK stack sets them; the worker then fetches and verifies
+carries MODEL_URI and MODEL_SHA256, exactly as the CDK stack sets them; each worker then fetches and verifies
 the artifact itself at its cold start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,8 +40,59 @@ def function_environment(bundle: ModelBundle, uri: str, sha256: str) -> dict[str
     }
 
 
+class LocalCloud:
+    """The embedded AWS with the artifacts bucket, and the Lambda workers started on it; stops all of it."""
+
+    def __init__(self) -> None:
+        self.aws = EmbeddedAWS()
+        self._stack = contextlib.ExitStack()
+        self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
+
+    def start(self) -> LocalCloud:
+        self._stack.callback(shutil.rmtree, self._tmp, ignore_errors=True)
+        self.aws.start()
+        self._stack.callback(self.aws.stop)
+        self.aws.client("s3").create_bucket(Bucket=ARTIFACT_BUCKET)
+        return self
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def on_stop(self, callback: Any) -> None:
+        self._stack.callback(callback)
+
+    def deploy(self, bundle: ModelBundle) -> DeployedModel:
+        """Upload the bundle's model content-addressed (as the CDK asset does) and describe its function."""
+        key = bundle.artifact_key()
+        self.aws.client("s3").upload_file(str(bundle.model_path), ARTIFACT_BUCKET, key)
+        uri, sha256 = f"s3://{ARTIFACT_BUCKET}/{key}", bundle.sha256()
+        return DeployedModel(bundle, uri, sha256, function_environment(bundle, uri, sha256))
+
+    def start_worker(self, deployed: DeployedModel, version: str) -> LambdaWorker:
+        """One execution environment of the function at ``version``: its own variables, its own /tmp."""
+        name = deployed.bundle.name
+        environment = {
+            **self.aws.environment(),
+            **deployed.environment,
+            "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{name}",
+            "AWS_LAMBDA_FUNCTION_VERSION": version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+            "MODEL_CACHE_DIR": str(self._tmp / f"{name}-{version}"),
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+        }
+        worker = LambdaWorker(f"modelrail-{name}", environment)
+        self._stack.callback(worker.stop)
+        return worker.start()
+
+
 class LocalEnvironment:
-    """Context manager: embedded AWS + one Lambda worker per model + the gateway on ``host:port``."""
+    """Context manager: the local cloud, one worker per model (version 1), the gateway on ``host:port``."""
 
     def __init__(
         self,
@@ -56,66 +108,30 @@ class LocalEnvironment:
         if duplicates:
             raise ValueError(f'two bundles are both named {duplicates[0]!r}; set "name" in one\'s modelrail.json')
         self.host, self.port, self.observer = host, port, observer
-        self.aws = EmbeddedAWS()
+        self.cloud = LocalCloud()
         self.workers: dict[str, LambdaWorker] = {}
         self.gateway: LocalGateway | None = None
-        self._stack = contextlib.ExitStack()
-        self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
 
     @property
     def url(self) -> str:
         assert self.gateway is not None, "start() first"
         return self.gateway.url
 
-    def deploy(self, bundle: ModelBundle) -> DeployedModel:
-        """Upload the bundle's model content-addressed (as the CDK asset does) and describe its function."""
-        s3 = self.aws.client("s3")
-        key = bundle.artifact_key()
-        s3.upload_file(str(bundle.model_path), ARTIFACT_BUCKET, key)
-        sha256 = bundle.sha256()
-        uri = f"s3://{ARTIFACT_BUCKET}/{key}"
-        return DeployedModel(bundle, uri, sha256, function_environment(bundle, uri, sha256))
-
-    def worker_environment(self, function_env: dict[str, str], version: str, name: str) -> dict[str, str]:
-        """A Lambda execution environment's variables: the function's, the runtime's, the local AWS's."""
-        return {
-            **self.aws.environment(),
-            **function_env,
-            "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{name}",
-            "AWS_LAMBDA_FUNCTION_VERSION": version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-            "MODEL_CACHE_DIR": str(self._tmp / f"{name}-{version}"),  # each environment has its own /tmp
-            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-        }
-
     def start(self) -> LocalEnvironment:
         try:
-            self._stack.callback(self._cleanup)
-            self.aws.start()
-            self._stack.callback(self.aws.stop)
-            self.aws.client("s3").create_bucket(Bucket=ARTIFACT_BUCKET)
+            self.cloud.start()
             for bundle in self.bundles:
-                deployed = self.deploy(bundle)
-                env = self.worker_environment(deployed.environment, "1", bundle.name)
-                worker = LambdaWorker(f"modelrail-{bundle.name}", env)
-                self._stack.callback(worker.stop)
-                self.workers[bundle.name] = worker.start()
+                self.workers[bundle.name] = self.cloud.start_worker(self.cloud.deploy(bundle), "1")
             targets: dict[str, Any] = dict(self.workers)
-            self.gateway = LocalGateway(targets, host=self.host, port=self.port, observer=self.observer)
-            self.gateway.start()
-            self._stack.callback(self.gateway.stop)
+            self.gateway = LocalGateway(targets, host=self.host, port=self.port, observer=self.observer).start()
+            self.cloud.on_stop(self.gateway.stop)
         except BaseException:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        self._stack.close()
-
-    def _cleanup(self) -> None:
-        import shutil
-
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self.cloud.stop()
 
     def __enter__(self) -> LocalEnvironment:
         return self.start()
