@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import report
 from bench.cold import MARKER
-from bench.models import IRIS_BUNDLE, ROOT, WORK, Case, build_mlp
+from bench.models import IRIS_BUNDLE, ROOT, WORK, Case, build_mlp, v2_request
 from bench.stats import median
 
 CASES = (
@@ -131,15 +131,14 @@ def cold_once(command: list[str], env: dict[str, str], log_path: Path) -> dict[s
 
 def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, Any]:
     """``runs`` measured rounds (after one unmeasured round), handler and floor alternating first."""
-    from bench.models import v2_request
-    from modelrail.local.gateway import proxy_event
+    from functions.acceptance.events import rest_proxy_event
 
     inputs: dict[str, dict[str, str]] = {}
     for model in models:
         case = next(c for c in CASES if c.model == model and c.rows == 1)
         tensor = case.tensor()
         headers = {"accept": "application/json", "content-type": "application/json", "host": "bench.local"}
-        event = proxy_event("POST", f"/v2/models/{model}/infer", headers, v2_request(case, tensor))
+        event = rest_proxy_event("POST", f"/v2/models/{model}/infer", headers, v2_request(case, tensor))
         event_path, floor_path = WORK / f"cold-{model}-event.json", WORK / f"cold-{model}-floor.json"
         event_path.write_text(json.dumps(event))
         floor_spec = {

@@ -68,7 +68,10 @@ def _check(variant: str, raw: list[Any], response: dict[str, Any]) -> None:
     """Raise unless an answer is a 200 carrying the raw session's first output."""
     if response.get("statusCode") != 200:
         raise Mismatch(f"{variant} answered {response.get('statusCode')}: {str(response.get('body'))[:300]}")
-    document = orjson.loads(response["body"])
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body)
+    document = orjson.loads(body)
     first = document["outputs"][0]
     got = np.asarray(first["data"]).reshape(first["shape"])
     if not np.allclose(got, raw[0], rtol=1e-5, atol=1e-6):
@@ -96,9 +99,9 @@ def _protocol_call(
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     case = Case(**spec["case"])
     started = time.perf_counter()
+    from functions.acceptance.events import rest_proxy_event
     from functions.inference import handler, protocol
     from functions.inference.model import session_options
-    from modelrail.local.gateway import proxy_event
     from modelrail.local.worker import LambdaContext
 
     init_ms = (time.perf_counter() - started) * 1000
@@ -112,7 +115,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     feeds = {case.input_name: tensor}
     body = v2_request(case, tensor)
     headers = {"accept": JSON, "content-type": JSON, "host": "bench.local", "user-agent": "modelrail-bench"}
-    event = proxy_event("POST", f"/v2/models/{case.model}/infer", headers, body)
+    event = rest_proxy_event("POST", f"/v2/models/{case.model}/infer", headers, body)
     context = LambdaContext(f"modelrail-{case.model}", "1", 1024, 30.0)
     naive = _naive_handler(session, case.model)
     variants: dict[str, Callable[[], Any]] = {
@@ -134,7 +137,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if binary_header:
         header, data = v2_binary_request(case, tensor)
         binary_headers = {**headers, "content-type": "application/octet-stream", binary_header: str(len(header))}
-        binary_event = proxy_event("POST", f"/v2/models/{case.model}/infer", binary_headers, header + data)
+        binary_event = rest_proxy_event("POST", f"/v2/models/{case.model}/infer", binary_headers, header + data)
         optional["binary"] = lambda: lambda: handler.lambda_handler(binary_event, context)
     skipped: dict[str, str] = {}
     for name, make in optional.items():
