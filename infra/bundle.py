@@ -16,6 +16,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from functions.acceptance.criteria import AcceptanceCriteria
+from functions.acceptance.gate import AcceptanceCase, AcceptanceSetError, parse_cases
+
 MODEL_FILE = "model.onnx"
 ACCEPTANCE_FILE = "acceptance.jsonl"
 SETTINGS_FILE = "modelrail.json"
@@ -34,6 +37,7 @@ class BundleSettings(BaseModel):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="model name in the API; default: folder name")
     description: str = ""
     max_batch_rows: int = Field(1024, ge=1, le=1_000_000, description="rows per request before a 413")
+    acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,15 @@ class ModelBundle:
     def acceptance_path(self) -> Path | None:
         path = self.root / ACCEPTANCE_FILE if self.root.is_dir() else None
         return path if path and path.is_file() else None
+
+    def acceptance_cases(self) -> list[AcceptanceCase]:
+        path = self.acceptance_path
+        if path is None:
+            return []
+        try:
+            return parse_cases(path.read_text(), str(path))
+        except AcceptanceSetError as exc:
+            raise BundleError(str(exc)) from exc
 
     def sha256(self) -> str:
         return hashlib.sha256(self.model_path.read_bytes()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -35,6 +36,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    bundle = ModelBundle.load(args.bundle)
+    against = ModelBundle.load(args.against) if args.against else None
+    if against is not None and against.name != bundle.name:
+        print(f"modelrail: note: comparing '{bundle.name}' against a bundle named '{against.name}'", file=sys.stderr)
+    verdict = validate(bundle, against)
+    if args.json:
+        print(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        print(f"acceptance gate for '{bundle.name}' ({bundle.root}):\n")
+        print(verdict.table())
+        print()
+        if verdict.passed:
+            print("PASSED: this version may receive traffic")
+        else:
+            print(f"FAILED: {', '.join(verdict.failing())}")
+    return 0 if verdict.passed else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -50,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port (default 8080)")
     serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("validate", help="run the acceptance gate on a bundle locally")
+    check.add_argument("bundle", metavar="BUNDLE")
+    check.add_argument("--against", metavar="BUNDLE", help="the bundle it would replace (signature compatibility)")
+    check.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    check.set_defaults(run=cmd_validate)
 
     demo = commands.add_parser("demo", help="serve the sample model, send it real requests, print the answers")
     demo.add_argument("--bundle", default=str(SAMPLE_BUNDLE))

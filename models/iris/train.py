@@ -41,12 +41,17 @@ def main() -> None:
     onnx_model.doc_string = (
         "iris species from sepal and petal measurements (cm); labels 0 setosa, 1 versicolor, 2 virginica"
     )
+    # skl2onnx lists opset imports in set order, which varies between runs: sort them so the bytes are stable.
+    opsets = sorted(onnx_model.opset_import, key=lambda o: o.domain)
+    del onnx_model.opset_import[:]
+    onnx_model.opset_import.extend(opsets)
     (HERE / "model.onnx").write_bytes(onnx_model.SerializeToString())
 
-    # The acceptance set: held-out rows with the label the trained model must keep giving.
+    # The acceptance set: held-out rows with the label and class probabilities the trained model must keep giving.
     labels = model.predict(x_test)
+    probabilities = model.predict_proba(x_test)
     with (HERE / "acceptance.jsonl").open("w") as f:
-        for row, label in zip(x_test, labels, strict=True):
+        for row, label, p in zip(x_test, labels, probabilities, strict=True):
             case = {
                 "inputs": [
                     {
@@ -56,7 +61,10 @@ def main() -> None:
                         "data": [round(float(v), 4) for v in row],
                     }
                 ],
-                "expected": {"output_label": [int(label)]},
+                "expected": {
+                    "output_label": [int(label)],
+                    "output_probability": [{str(k): round(float(v), 6) for k, v in enumerate(p)}],
+                },
             }
             f.write(json.dumps(case) + "\n")
     print(f"wrote {HERE / 'model.onnx'} and {len(labels)} acceptance cases")

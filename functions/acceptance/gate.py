@@ -1,0 +1,286 @@
+"""The acceptance gate: one implementation of the checks, run by the CodeDeploy pre-traffic hook against a new
+Lambda version and by ``modelrail validate`` against a local worker, both through API Gateway-shaped events.
+
+Each criterion is measured, compared with its threshold and reported, so a verdict says why a version may
+or may not receive traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .criteria import AcceptanceCriteria
+from .events import response_body, response_headers, rest_proxy_event
+
+Invoker = Callable[[dict[str, Any]], dict[str, Any]]  # API Gateway proxy event -> proxy response
+NON_FINITE_MARKER = "non-finite"  # in the inference function's 500 for NaN/Inf outputs
+_SERVER_TIMING_TOTAL = re.compile(r"(?:^|,)\s*total;dur=([0-9.]+)")
+
+
+class AcceptanceSetError(ValueError):
+    """The acceptance set cannot be read; the message names the line."""
+
+
+@dataclass(frozen=True)
+class AcceptanceCase:
+    inputs: list[dict[str, Any]]
+    expected: dict[str, list[Any]]
+    line: int
+
+
+def parse_cases(text: str, source: str = "acceptance.jsonl") -> list[AcceptanceCase]:
+    cases = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            case = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AcceptanceSetError(f"{source}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(case, dict) or not isinstance(case.get("inputs"), list):
+            raise AcceptanceSetError(f'{source}:{number}: expected {{"inputs": [...], "expected": {{...}}}}')
+        expected = case.get("expected", {})
+        if not isinstance(expected, dict) or not all(isinstance(v, list) for v in expected.values()):
+            raise AcceptanceSetError(f"{source}:{number}: 'expected' maps output names to flat arrays of values")
+        cases.append(AcceptanceCase(case["inputs"], expected, number))
+    return cases
+
+
+@dataclass
+class CriterionResult:
+    name: str
+    passed: bool
+    measured: str
+    threshold: str
+    detail: str = ""
+
+
+@dataclass
+class Verdict:
+    model: str
+    version: str
+    criteria: list[CriterionResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.criteria)
+
+    def failing(self) -> list[str]:
+        return [c.name for c in self.criteria if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "passed": self.passed,
+            "failing": self.failing(),
+            "criteria": [asdict(c) for c in self.criteria],
+        }
+
+    def table(self) -> str:
+        rows = [("criterion", "measured", "threshold", "result")]
+        rows += [(c.name, c.measured, c.threshold, "pass" if c.passed else "FAIL") for c in self.criteria]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        details = [f"  {c.name}: {c.detail}" for c in self.criteria if c.detail and not c.passed]
+        return "\n".join(lines + (["", *details] if details else []))
+
+
+@dataclass
+class _Call:
+    status: int
+    document: dict[str, Any]
+    latency_ms: float
+
+    @property
+    def error(self) -> str:
+        return str(self.document.get("error", "")) if self.status >= 400 else ""
+
+
+def _call(invoke: Invoker, method: str, path: str, body: Any = None) -> _Call:
+    raw = json.dumps(body).encode() if body is not None else b""
+    started = time.perf_counter()
+    response = invoke(rest_proxy_event(method, path, {"content-type": "application/json"}, raw))
+    client_ms = (time.perf_counter() - started) * 1000
+    timing = _SERVER_TIMING_TOTAL.search(response_headers(response).get("server-timing", ""))
+    try:
+        document = json.loads(response_body(response) or b"{}")
+    except ValueError:
+        document = {"error": "response is not JSON"}
+    return _Call(int(response.get("statusCode", 502)), document, float(timing[1]) if timing else client_ms)
+
+
+def outputs_match(actual: list[Any], expected: list[Any], atol: float, rtol: float) -> bool:
+    """Labels and strings exactly; floats within tolerance; maps (ZipMap rows) key by key."""
+    if len(actual) != len(expected):
+        return False
+    for got, want in zip(actual, expected, strict=True):
+        if isinstance(want, dict):
+            if not isinstance(got, dict) or set(map(str, got)) != set(map(str, want)):
+                return False
+            got_by_key = {str(k): v for k, v in got.items()}
+            if not outputs_match([got_by_key[str(k)] for k in want], list(want.values()), atol, rtol):
+                return False
+        elif isinstance(want, float) or isinstance(got, float):
+            if isinstance(got, bool) or not isinstance(got, int | float):
+                return False
+            if not math.isclose(got, want, rel_tol=rtol, abs_tol=atol):
+                return False
+        elif got != want:
+            return False
+    return True
+
+
+def signature_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """How the candidate's inputs break clients of the baseline: removed/added inputs, datatypes, shapes."""
+    old = {i["name"]: i for i in baseline.get("inputs", [])}
+    new = {i["name"]: i for i in candidate.get("inputs", [])}
+    problems = [f"input '{n}' was removed" for n in old if n not in new]
+    problems += [f"new required input '{n}'" for n in new if n not in old]
+    for name in old.keys() & new.keys():
+        a, b = old[name], new[name]
+        if a["datatype"] != b["datatype"]:
+            problems.append(f"input '{name}' changed datatype {a['datatype']} -> {b['datatype']}")
+        elif len(a["shape"]) != len(b["shape"]):
+            problems.append(f"input '{name}' changed rank {a['shape']} -> {b['shape']}")
+        else:
+            for axis, (was, now) in enumerate(zip(a["shape"], b["shape"], strict=True)):
+                if now != -1 and now != was:  # a fixed dimension that old requests may not meet
+                    problems.append(f"input '{name}' dimension {axis} {was} -> {now}")
+    return sorted(problems)
+
+
+def synthetic_inputs(metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """A one-row request from the signature alone, for the latency probe of a bundle without acceptance set."""
+    inputs = []
+    for spec in metadata.get("inputs", []):
+        shape = [1 if d == -1 else d for d in spec["shape"]]
+        size = int(np.prod(shape)) if shape else 1
+        datatype = spec["datatype"]
+        value: Any = "" if datatype == "BYTES" else (False if datatype == "BOOL" else 0)
+        inputs.append({"name": spec["name"], "shape": shape, "datatype": datatype, "data": [value] * size})
+    return inputs
+
+
+def evaluate(
+    model: str,
+    invoke: Invoker,
+    cases: list[AcceptanceCase],
+    criteria: AcceptanceCriteria,
+    *,
+    baseline_metadata: dict[str, Any] | None = None,
+    seconds_left: Callable[[], float] | None = None,
+) -> Verdict:
+    """Measure the version behind ``invoke`` against ``criteria``; never raises for what the model does."""
+    metadata_call = _call(invoke, "GET", f"/v2/models/{model}")
+    version = str((metadata_call.document.get("versions") or ["?"])[0])
+    verdict = Verdict(model, version)
+    loads = metadata_call.status == 200
+    verdict.criteria.append(
+        CriterionResult(
+            "model serves",
+            loads,
+            f"HTTP {metadata_call.status}",
+            "HTTP 200",
+            metadata_call.error,
+        )
+    )
+    if not loads:
+        return verdict
+    metadata = metadata_call.document
+
+    if criteria.breaking_change:
+        verdict.criteria.append(CriterionResult("signature", True, "breaking change declared", "compatible"))
+    elif baseline_metadata is None:
+        verdict.criteria.append(CriterionResult("signature", True, "no previous version", "compatible"))
+    else:
+        problems = signature_differences(baseline_metadata, metadata)
+        verdict.criteria.append(
+            CriterionResult(
+                "signature",
+                not problems,
+                "compatible" if not problems else f"{len(problems)} change(s)",
+                "compatible",
+                "; ".join(problems) + (" (declare acceptance.breaking_change if intended)" if problems else ""),
+            )
+        )
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    non_finite = 0
+    correct = 0
+    wrong: list[str] = []
+    for case in cases:
+        call = _call(invoke, "POST", f"/v2/models/{model}/infer", {"inputs": case.inputs})
+        latencies.append(call.latency_ms)
+        if call.status >= 400:
+            errors.append(f"line {case.line}: HTTP {call.status} {call.error}")
+            non_finite += NON_FINITE_MARKER in call.error
+            continue
+        outputs = {o["name"]: o.get("data", []) for o in call.document.get("outputs", [])}
+        if all(
+            name in outputs and outputs_match(outputs[name], want, criteria.atol, criteria.rtol)
+            for name, want in case.expected.items()
+        ):
+            correct += 1
+        elif len(wrong) < 3:
+            got = {name: outputs.get(name) for name in case.expected}
+            wrong.append(f"line {case.line}: expected {case.expected}, got {json.dumps(got)[:200]}")
+
+    probe_inputs = [c.inputs for c in cases] or [synthetic_inputs(metadata)]
+    cut_short = False
+    while len(latencies) < criteria.probe_requests:
+        if seconds_left is not None and seconds_left() < 15:
+            cut_short = True
+            break
+        call = _call(
+            invoke, "POST", f"/v2/models/{model}/infer", {"inputs": probe_inputs[len(latencies) % len(probe_inputs)]}
+        )
+        latencies.append(call.latency_ms)
+        if call.status >= 400:
+            errors.append(f"probe: HTTP {call.status} {call.error}")
+            non_finite += NON_FINITE_MARKER in call.error
+
+    total = len(cases)
+    rate = correct / total if total else 0.0
+    verdict.criteria.append(
+        CriterionResult(
+            "acceptance set",
+            rate >= criteria.min_pass_rate if total else criteria.min_pass_rate == 0,
+            f"{correct}/{total} correct ({rate:.1%})" if total else "no acceptance set",
+            f">= {criteria.min_pass_rate:.1%}",
+            "; ".join(wrong) if total else "add acceptance.jsonl to the bundle (or set acceptance.min_pass_rate 0)",
+        )
+    )
+    verdict.criteria.append(
+        CriterionResult("finite outputs", non_finite == 0, f"{non_finite} response(s) with NaN/Inf", "0")
+    )
+    verdict.criteria.append(
+        CriterionResult(
+            "error responses",
+            len(errors) <= criteria.max_error_responses,
+            str(len(errors)),
+            f"<= {criteria.max_error_responses}",
+            "; ".join(errors[:3]),
+        )
+    )
+    p99 = float(np.percentile(latencies, 99)) if latencies else math.inf
+    verdict.criteria.append(
+        CriterionResult(
+            "p99 latency",
+            p99 <= criteria.latency_budget_ms,
+            f"{p99:.2f} ms over {len(latencies)} requests" + (" (cut short)" if cut_short else ""),
+            f"<= {criteria.latency_budget_ms:g} ms",
+            f"p50 {float(np.percentile(latencies, 50)):.2f} ms" if latencies else "",
+        )
+    )
+    return verdict
