@@ -423,7 +423,7 @@ class DeploymentSpec(_Spec):
         """Load each bundle (or take the URI) and check the names are unique."""
         resolved: list[DeployedModel] = []
         for i, source in enumerate(self.models):
-            where = f"{CONTEXT_KEY}.models[{i}]"
+            where = f"context.{CONTEXT_KEY}.models[{i}]"
             if source.bundle is not None:
                 try:
                     bundle = ModelBundle.load(base_dir / source.bundle)
@@ -440,7 +440,7 @@ class DeploymentSpec(_Spec):
         names = [m.name for m in resolved]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise SpecError(f"{CONTEXT_KEY}.models: model names must be unique; repeated: {duplicates}")
+            raise SpecError(f"context.{CONTEXT_KEY}.models: model names must be unique; repeated: {duplicates}")
         return tuple(resolved)
 
 
@@ -460,13 +460,21 @@ def parse_spec(data: Any, source: str = "cdk.json") -> DeploymentSpec:
 
 
 def _describe(exc: ValidationError) -> str:
+    errors = exc.errors()
     lines = []
-    for error in exc.errors():
+    for error in errors:
+        if error["type"] == "too_short" and any(
+            e is not error and e["loc"][: len(error["loc"])] == error["loc"] for e in errors
+        ):
+            continue  # a list emptied by its own invalid items: the items' errors say more
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        shown = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {error.get('input')!r})"
+        # Value errors name the input themselves; for the others, show what was given.
+        shown = (
+            "" if error["type"] in ("missing", "extra_forbidden", "value_error") else f" (got {error.get('input')!r})"
+        )
         lines.append(f"  context.{CONTEXT_KEY}{loc}: {message}{shown}")
     return "\n".join(lines)
 

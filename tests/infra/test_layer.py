@@ -1,0 +1,120 @@
+"""The runtime layer: built without Docker from pinned requirements, small enough, holding what the handler
+imports and nothing the Lambda runtime already has; rebuilt only when its inputs change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from layers.build import (
+    REQUIREMENTS,
+    TARGET_UNZIPPED_MB,
+    LayerArtifact,
+    LayerBuildError,
+    build_layer,
+    input_hash,
+    pinned_requirements,
+)
+from tests.infra.conftest import ROOT
+
+# Provided by the Lambda Python runtime (boto3 and its dependencies): never shipped in the layer.
+RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath", "certifi"}
+# Imported by urllib3 only when installed, as it happens to be on this machine: optional, not needed.
+OPTIONAL = {"brotli", "_brotli"}
+
+
+@pytest.fixture(scope="module")
+def layer() -> LayerArtifact:
+    return build_layer("arm64", log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def names(layer: LayerArtifact) -> list[str]:
+    with zipfile.ZipFile(layer.zip_path) as archive:
+        return archive.namelist()
+
+
+def test_layer_is_within_the_size_target(layer: LayerArtifact) -> None:
+    print(layer.summary())
+    assert 0 < layer.unzipped_mb <= TARGET_UNZIPPED_MB
+    assert layer.zip_path.stat().st_size == layer.zipped_bytes
+
+
+def test_layer_holds_python312_linux_arm64_binaries_under_python(names: list[str]) -> None:
+    assert all(n.startswith("python/") for n in names)
+    extensions = [n for n in names if n.endswith(".so")]
+    assert any("onnxruntime_pybind11_state.cpython-312-aarch64-linux-gnu.so" in n for n in extensions)
+    assert any("_multiarray_umath.cpython-312-aarch64-linux-gnu.so" in n for n in extensions)
+    assert not any("x86_64" in n or "cpython-311" in n for n in extensions)
+
+
+def test_layer_holds_every_module_the_handler_imports_and_nothing_the_runtime_has(names: list[str]) -> None:
+    # What `import inference.handler` pulls in, measured on this machine's environment (same pinned versions).
+    probe = (
+        "import sys; before = set(sys.modules); import functions.inference.handler; "
+        "print('MODULES', *sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
+    )
+    # An unusable MODEL_URI: the handler imports everything it serves with, and never reaches for S3.
+    env = {**os.environ, "MODEL_NAME": "iris", "MODEL_URI": "s3://b/k", "MODEL_SHA256": "0" * 64}
+    env.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("MODULES ")]
+    imported = set(line.split()[1:]) - {"functions"} - {m for m in line.split() if m.startswith("_sysconfigdata")}
+    assert {"onnxruntime", "numpy", "aws_lambda_powertools", "pydantic", "orjson"} <= imported
+    top_level = {n.split("/")[1] for n in names}
+    top_level |= {t.removesuffix(".py") for t in top_level}
+    missing = imported - RUNTIME_PROVIDED - OPTIONAL - top_level
+    assert not missing, f"the handler imports {sorted(missing)}, which the layer lacks"
+    assert not top_level & {"boto3", "botocore", "s3transfer", "urllib3"}
+
+
+def test_layer_is_pruned_and_stripped(names: list[str]) -> None:
+    assert not [n for n in names if "/__pycache__/" in n or n.endswith(".pyc")]
+    assert not [n for n in names if "/tests/" in n]
+    assert not [n for n in names if n.startswith("python/onnxruntime/capi/libonnxruntime.so")]
+
+
+def test_layer_is_not_rebuilt_when_its_inputs_do_not_change(layer: LayerArtifact) -> None:
+    mtime = layer.zip_path.stat().st_mtime_ns
+    lines: list[str] = []
+    again = build_layer("arm64", log=lines.append)
+    assert again == layer
+    assert again.zip_path.stat().st_mtime_ns == mtime
+    assert lines
+    assert lines[0].endswith("(up to date)")
+
+
+def test_inputs_hash_covers_requirements_and_architecture(tmp_path: Path) -> None:
+    changed = tmp_path / "requirements.txt"
+    changed.write_text(REQUIREMENTS.read_text().replace("orjson==3.13.0", "orjson==3.12.0"))
+    assert input_hash("arm64") != input_hash("arm64", changed)
+    assert input_hash("arm64") != input_hash("x86_64")
+
+
+def test_requirements_are_pinned_like_the_runtime_and_leave_boto3_out(tmp_path: Path) -> None:
+    layer_pins = dict(line.split("==") for line in pinned_requirements())
+    runtime_pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            runtime_pins[name.split("[")[0].lower().replace("_", "-")] = version
+    for name, version in layer_pins.items():
+        key = name.lower().replace("_", "-")
+        if key in runtime_pins:
+            assert runtime_pins[key] == version, f"{name}: layer {version}, requirements.txt {runtime_pins[key]}"
+    for needed in ("numpy", "onnxruntime", "orjson", "aws-lambda-powertools", "aws-xray-sdk", "pydantic"):
+        assert needed in {n.lower().replace("_", "-") for n in layer_pins}
+    unpinned = tmp_path / "requirements.txt"
+    unpinned.write_text("numpy>=2\n")
+    with pytest.raises(LayerBuildError, match="must pin an exact version"):
+        pinned_requirements(unpinned)
+    unpinned.write_text("boto3==1.44.8\n")
+    with pytest.raises(LayerBuildError, match="must stay out of the layer"):
+        pinned_requirements(unpinned)

@@ -1,0 +1,215 @@
+"""The deployment spec: what cdk.json may say, what it may not, and the alarm rules as data."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.bundle import ModelBundle
+from infra.spec import (
+    AlarmDefinition,
+    MetricSource,
+    RolloutPolicy,
+    SpecError,
+    load_spec,
+    parse_spec,
+)
+from tests.infra.conftest import CDK_CONTEXT, ROOT
+
+SPEC: dict[str, Any] = CDK_CONTEXT["modelrail"]
+
+
+def spec_with(path: str, value: Any) -> dict[str, Any]:
+    """The committed spec with one field (dotted path, list indexes as numbers) replaced."""
+    data = copy.deepcopy(SPEC)
+    *parents, last = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = value
+    return data
+
+
+def error_of(data: dict[str, Any]) -> str:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data).resolve_models(ROOT)
+    return str(caught.value)
+
+
+def test_committed_spec_loads_with_the_sample_bundle() -> None:
+    spec = load_spec()
+    assert set(spec.environments) == {"staging", "production"}
+    (model,) = spec.resolve_models(ROOT)
+    bundle = ModelBundle.load(ROOT / "models" / "iris")
+    assert (model.name, model.sha256, model.max_batch_rows) == ("iris", bundle.sha256(), 1024)
+    assert spec.environment("staging").rollout.kind == "all_at_once"
+    assert spec.environment("production").rollout.schedule() == ((0, 10), (5, 100))
+
+
+def test_unknown_rollout_kind_names_the_field_and_the_allowed_kinds() -> None:
+    message = error_of(spec_with("environments.production.rollout", {"kind": "blue_green"}))
+    assert "context.modelrail.environments.production.rollout.kind" in message
+    assert "'all_at_once', 'canary' or 'linear'" in message
+    assert "blue_green" in message
+
+
+def test_negative_percentage_is_refused() -> None:
+    message = error_of(
+        spec_with("environments.production.rollout", {"kind": "canary", "percentage": -10, "interval_minutes": 5})
+    )
+    assert "environments.production.rollout.percentage" in message
+    assert "greater than or equal to 1" in message
+    assert "-10" in message
+
+
+@pytest.mark.parametrize("percentage", [0, 100, 150])
+def test_percentage_must_leave_some_traffic_on_each_side(percentage: int) -> None:
+    message = error_of(
+        spec_with(
+            "environments.production.rollout", {"kind": "linear", "percentage": percentage, "interval_minutes": 1}
+        )
+    )
+    assert "rollout.percentage" in message
+
+
+def test_canary_without_interval_and_all_at_once_with_percentage_are_refused() -> None:
+    assert "interval_minutes is required for a canary rollout" in error_of(
+        spec_with("environments.production.rollout", {"kind": "canary", "percentage": 10})
+    )
+    assert "percentage is not allowed for an all_at_once rollout" in error_of(
+        spec_with("environments.staging.rollout", {"kind": "all_at_once", "percentage": 10})
+    )
+
+
+def test_missing_bundle_names_the_model_entry_and_the_path() -> None:
+    message = error_of(spec_with("models", [{"bundle": "models/does-not-exist"}]))
+    assert message.startswith("context.modelrail.models[0].bundle:")
+    assert "models/does-not-exist: no such bundle" in message
+
+
+@pytest.mark.parametrize("sha256", ["abc", "A" * 64, "g" * 64, "a" * 63])
+def test_bad_sha256_is_refused_with_what_a_sha256_looks_like(sha256: str) -> None:
+    model = {"uri": "s3://models-example/iris.onnx", "sha256": sha256, "name": "iris"}
+    message = error_of(spec_with("models", [model]))
+    assert "context.modelrail.models[0].sha256" in message
+    assert "expected 64 lowercase hex characters" in message
+
+
+def test_uri_model_needs_its_sha256_and_a_bundle_may_not_override_it() -> None:
+    assert "needs 'sha256' and 'name'" in error_of(
+        spec_with("models", [{"uri": "s3://models-example/iris.onnx", "name": "iris"}])
+    )
+    assert "come from the bundle itself" in error_of(
+        spec_with("models", [{"bundle": "models/iris", "sha256": "a" * 64}])
+    )
+    assert "expected s3://<bucket>/<key>" in error_of(
+        spec_with("models", [{"uri": "https://example.com/m.onnx", "sha256": "a" * 64, "name": "m"}])
+    )
+
+
+def test_unknown_fields_and_inconsistent_alarm_windows_are_refused() -> None:
+    assert "environments.production.function.memmory_mb: unknown field" in error_of(
+        spec_with("environments.production.function.memmory_mb", 1024)
+    )
+    message = error_of(spec_with("environments.production.alarms.datapoints_to_alarm", 5))
+    assert "datapoints_to_alarm (5) must be <= evaluation_periods (3)" in message
+    assert "auth" in error_of(spec_with("environments.production.api.auth", "cognito"))
+
+
+def test_duplicate_model_names_are_refused() -> None:
+    message = error_of(spec_with("models", [{"bundle": "models/iris"}, {"bundle": "models/iris"}]))
+    assert "model names must be unique" in message
+
+
+def test_missing_or_malformed_context(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="context.modelrail is missing"):
+        parse_spec(None)
+    with pytest.raises(SpecError, match="not valid JSON"):
+        parse_spec("{nope")
+    cdk_json = tmp_path / "cdk.json"
+    cdk_json.write_text(json.dumps({"context": {"modelrail": SPEC}}))
+    assert load_spec(cdk_json) == load_spec()
+
+
+def test_the_app_refuses_an_invalid_spec_before_synthesizing_anything(tmp_path: Path) -> None:
+    from app import create_app
+
+    context = copy.deepcopy(CDK_CONTEXT)
+    context["modelrail"] = spec_with("environments.production.rollout.kind", "yolo")
+    with pytest.raises(SpecError, match=r"rollout\.kind"):
+        create_app(context=context, outdir=str(tmp_path), base_dir=ROOT, nag=False)
+
+
+# --- rollout schedules ---------------------------------------------------------------------------------------
+
+
+def test_schedules() -> None:
+    assert RolloutPolicy(kind="all_at_once").schedule() == ((0, 100),)
+    assert RolloutPolicy(kind="canary", percentage=10, interval_minutes=5).schedule() == ((0, 10), (5, 100))
+    linear = RolloutPolicy(kind="linear", percentage=30, interval_minutes=2)
+    assert linear.schedule() == ((0, 30), (2, 60), (4, 90), (6, 100))
+    assert linear.duration_minutes == 6
+
+
+# --- alarm definitions ---------------------------------------------------------------------------------------
+
+
+def definitions(environment: str = "production") -> dict[str, AlarmDefinition]:
+    return {d.name: d for d in load_spec().environment(environment).alarm_definitions()}
+
+
+def test_every_rollout_alarm_is_a_version_scoped_rate_or_budget_with_missing_data_not_breaching() -> None:
+    alarms = definitions()
+    assert set(alarms) == {"model-error-rate", "non-finite-rate", "function-error-rate", "throttle-rate", "latency-p99"}
+    for alarm in alarms.values():
+        assert alarm.treat_missing_data == "notBreaching"
+        assert alarm.stops_rollout
+        for query in alarm.metrics:
+            dims = query.dimensions(model_name="iris", function_name="fn", version="7")
+            assert dims.get("ModelVersion", dims.get("ExecutedVersion")) == "7"
+            if query.source is MetricSource.LAMBDA:
+                assert dims["Resource"] == "fn:live"
+    assert alarms["model-error-rate"].expression == "100 * (FILL(modelErrors, 0) + FILL(unavailable, 0)) / (requests)"
+    assert alarms["latency-p99"].expression is None
+    assert alarms["latency-p99"].metrics[0].statistic == "p99"
+
+
+def test_thresholds_come_from_each_environment() -> None:
+    assert definitions("production")["model-error-rate"].threshold == 1
+    assert definitions("staging")["model-error-rate"].threshold == 5
+    assert definitions("production")["latency-p99"].threshold == 500
+
+
+def test_alarm_values_and_states_follow_cloudwatch() -> None:
+    rate = definitions()["model-error-rate"]  # > 1%, 2 of 3 periods
+    assert rate.value({"requests": 200, "modelErrors": 3}) == pytest.approx(1.5)  # unavailable: no data -> 0
+    assert rate.value({"modelErrors": 3}) is None  # no requests: missing, not infinite
+    assert rate.value({"requests": 0, "modelErrors": 0}) is None
+    assert rate.state([None, None, None]) == "OK"  # an idle canary is not rolled back
+    assert rate.state([]) == "OK"
+    assert rate.state([0.0, 2.0, None]) == "OK"  # one breaching period of three
+    assert rate.state([2.0, None, 3.0]) == "ALARM"
+    assert rate.state([5.0, 5.0, 0.0, 0.0, 0.0]) == "OK"  # only the latest evaluation_periods count
+    latency = definitions()["latency-p99"]
+    assert latency.value({"latency": 750.0}) == 750.0
+    assert latency.breaches(501)
+    assert not latency.breaches(500)
+
+
+def test_alarm_definition_consistency_is_checked() -> None:
+    with pytest.raises(ValueError, match="unknown metric ids"):
+        AlarmDefinition(
+            name="x",
+            description="x",
+            metrics=({"id": "a", "source": "model", "metric_name": "Requests", "statistic": "Sum"},),
+            numerator=("b",),
+            denominator=("a",),
+            period_seconds=60,
+            threshold=1,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+        )

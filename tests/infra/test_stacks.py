@@ -1,0 +1,375 @@
+"""The synthesized staging and production stacks: the properties a user relies on, read from the templates."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra.bundle import ModelBundle
+from infra.spec import load_spec
+from tests.infra.conftest import ROOT, Synthesized
+from tests.infra.template_queries import (
+    actions,
+    hook_function,
+    inference_function,
+    live_alias,
+    only,
+    policy_statements,
+    resources,
+    role_of,
+    version_of_alias,
+)
+
+IRIS_SHA256 = ModelBundle.load(ROOT / "models" / "iris").sha256()
+SPEC = load_spec()
+
+
+@pytest.fixture(scope="module", params=["staging", "production"])
+def environment(request: pytest.FixtureRequest, main: Synthesized) -> tuple[str, dict[str, Any]]:
+    return request.param, main[request.param]
+
+
+def ref(logical_id: str) -> dict[str, str]:
+    return {"Ref": logical_id}
+
+
+# --- function, version, alias --------------------------------------------------------------------------------
+
+
+def test_inference_function_runs_the_runtime_contract(environment: tuple[str, dict[str, Any]]) -> None:
+    name, template = environment
+    settings = SPEC.environment(name).function
+    _, function = inference_function(template)
+    props = function["Properties"]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == [settings.architecture]
+    assert props["MemorySize"] == settings.memory_mb
+    assert props["EphemeralStorage"] == {"Size": settings.ephemeral_storage_mb}
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert len(props["Layers"]) == 1
+    env = props["Environment"]["Variables"]
+    assert env["MODEL_NAME"] == "iris"
+    assert env["MODEL_SHA256"] == IRIS_SHA256
+    assert env["MAX_BATCH_ROWS"] == "1024"
+    assert env["METRICS_NAMESPACE"] == "modelrail"
+    # s3://<artifacts bucket>/models/iris/<sha256>.onnx, the bucket resolved at deploy time
+    bucket = only(template, "AWS::S3::Bucket", VersioningConfiguration={"Status": "Enabled"})[0]
+    assert env["MODEL_URI"] == {"Fn::Join": ["", ["s3://", ref(bucket), f"/models/iris/{IRIS_SHA256}.onnx"]]}
+
+
+def test_layer_is_python312_for_the_function_architecture(environment: tuple[str, dict[str, Any]]) -> None:
+    name, template = environment
+    _, function = inference_function(template)
+    (layer_ref,) = function["Properties"]["Layers"]
+    layer = template["Resources"][layer_ref["Ref"]]
+    assert layer["Type"] == "AWS::Lambda::LayerVersion"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [SPEC.environment(name).function.architecture]
+    assert layer["DeletionPolicy"] == "Retain"
+
+
+def test_alias_live_points_at_the_published_version_and_deploys_through_codedeploy(
+    environment: tuple[str, dict[str, Any]],
+) -> None:
+    _, template = environment
+    function_id, _ = inference_function(template)
+    hook_id, _ = hook_function(template)
+    version_id = version_of_alias(template)
+    version = template["Resources"][version_id]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == ref(function_id)
+    assert version["DeletionPolicy"] == "Retain"  # the rollback target stays
+    _, alias = live_alias(template)
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    (group_id, _) = resources(template, "AWS::CodeDeploy::DeploymentGroup").popitem()
+    assert update["DeploymentGroupName"] == ref(group_id)
+    assert update["BeforeAllowTrafficHook"] == ref(hook_id)
+
+
+def test_new_version_is_published_only_after_its_model_is_uploaded(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    uploads = resources(template, "Custom::CDKBucketDeployment")
+    assert len(uploads) == 1
+    (upload,) = uploads.values()
+    assert upload["Properties"]["DestinationBucketKeyPrefix"] == "models/iris/"
+    assert upload["Properties"]["Prune"] is False  # earlier models stay for rollbacks
+    version = template["Resources"][version_of_alias(template)]
+    assert set(uploads) <= set(version.get("DependsOn", []))
+
+
+def test_inference_role_reads_only_its_own_model_object(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    _, function = inference_function(template)
+    statements = policy_statements(template, role_of(function))
+    s3_statements = [s for s in statements if any(a.startswith("s3:") for a in actions(s))]
+    assert len(s3_statements) == 1
+    (statement,) = s3_statements
+    assert actions(statement) == ["s3:GetObject"]
+    bucket = only(template, "AWS::S3::Bucket", VersioningConfiguration={"Status": "Enabled"})[0]
+    assert statement["Resource"] == {
+        "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", ref(bucket), f"/models/iris/{IRIS_SHA256}.onnx"]]
+    }
+    every_action = {a for s in statements for a in actions(s)}
+    assert every_action <= {
+        "s3:GetObject",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }, every_action
+    role = template["Resources"][role_of(function)]
+    assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_artifacts_bucket_is_private_versioned_encrypted_tls_only_and_retained(
+    environment: tuple[str, dict[str, Any]],
+) -> None:
+    _, template = environment
+    bucket_id, bucket = only(template, "AWS::S3::Bucket", VersioningConfiguration={"Status": "Enabled"})
+    props = bucket["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
+    assert "LoggingConfiguration" in props
+    assert bucket["DeletionPolicy"] == "Retain"
+    policies = [
+        p for p in resources(template, "AWS::S3::BucketPolicy").values() if p["Properties"]["Bucket"] == ref(bucket_id)
+    ]
+    (policy,) = policies
+    denies_plain_http = [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert denies_plain_http
+
+
+# --- rollout -------------------------------------------------------------------------------------------------
+
+
+def test_production_rolls_out_by_canary_and_staging_all_at_once(
+    staging: dict[str, Any], production: dict[str, Any]
+) -> None:
+    (config,) = resources(production, "AWS::CodeDeploy::DeploymentConfig").values()
+    assert config["Properties"] == {
+        "ComputePlatform": "Lambda",
+        "TrafficRoutingConfig": {
+            "Type": "TimeBasedCanary",
+            "TimeBasedCanary": {"CanaryInterval": 5, "CanaryPercentage": 10},
+        },
+    }
+    assert resources(staging, "AWS::CodeDeploy::DeploymentConfig") == {}
+    (group,) = resources(staging, "AWS::CodeDeploy::DeploymentGroup").values()
+    assert group["Properties"]["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+
+
+def test_deployment_group_rolls_back_on_failure_stop_and_every_alarm(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    (group,) = resources(template, "AWS::CodeDeploy::DeploymentGroup").values()
+    props = group["Properties"]
+    assert props["AutoRollbackConfiguration"] == {
+        "Enabled": True,
+        "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
+    }
+    watched = [a["Name"] for a in props["AlarmConfiguration"]["Alarms"]]
+    assert props["AlarmConfiguration"]["Enabled"] is True
+    assert sorted(w["Ref"] for w in watched) == sorted(resources(template, "AWS::CloudWatch::Alarm"))
+    assert len(watched) == 5
+
+
+def _alarm_dimensions(alarm: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    props = alarm["Properties"]
+    if "Metrics" in props:
+        return [m["MetricStat"]["Metric"]["Dimensions"] for m in props["Metrics"] if "MetricStat" in m]
+    return [props["Dimensions"]]
+
+
+def test_every_production_alarm_that_can_stop_a_deployment_watches_only_the_new_version(
+    production: dict[str, Any],
+) -> None:
+    new_version = {"Fn::GetAtt": [version_of_alias(production), "Version"]}
+    function_id, _ = inference_function(production)
+    (group,) = resources(production, "AWS::CodeDeploy::DeploymentGroup").values()
+    stopping = [production["Resources"][a["Name"]["Ref"]] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]]
+    assert stopping
+    for alarm in stopping:
+        for dimensions in _alarm_dimensions(alarm):
+            by_name = {d["Name"]: d["Value"] for d in dimensions}
+            if "ModelVersion" in by_name:  # the runtime's per-version metrics
+                assert by_name == {"ModelName": "iris", "ModelVersion": new_version}
+            else:  # Lambda's own, through the alias, executed by the new version
+                assert by_name == {
+                    "FunctionName": ref(function_id),
+                    "Resource": {"Fn::Join": ["", [ref(function_id), ":live"]]},
+                    "ExecutedVersion": new_version,
+                }
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+
+
+def test_alarms_are_the_spec_definitions(environment: tuple[str, dict[str, Any]]) -> None:
+    """One source: each CloudWatch alarm carries its AlarmDefinition's expression, statistic and thresholds."""
+    name, template = environment
+    alarms = list(resources(template, "AWS::CloudWatch::Alarm").values())
+    for definition in SPEC.environment(name).alarm_definitions():
+        (alarm,) = [a for a in alarms if f"rollout alarm {definition.name})" in a["Properties"]["AlarmDescription"]]
+        props = alarm["Properties"]
+        assert props["Threshold"] == definition.threshold
+        assert props["EvaluationPeriods"] == definition.evaluation_periods
+        assert props["DatapointsToAlarm"] == definition.datapoints_to_alarm
+        assert props["ComparisonOperator"] == definition.comparison_operator
+        assert props["TreatMissingData"] == definition.treat_missing_data
+        if definition.is_rate:
+            expressions = [m for m in props["Metrics"] if "Expression" in m]
+            assert [e["Expression"] for e in expressions] == [definition.expression]
+            stats = {m["Id"]: m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m}
+            assert set(stats) == {q.id for q in definition.metrics}
+            for query in definition.metrics:
+                assert stats[query.id]["Metric"]["MetricName"] == query.metric_name
+                assert stats[query.id]["Metric"]["Namespace"] == query.namespace
+                assert stats[query.id]["Stat"] == query.statistic
+                assert stats[query.id]["Period"] == definition.period_seconds
+        else:
+            (query,) = definition.metrics
+            assert props["MetricName"] == query.metric_name
+            assert props.get("ExtendedStatistic", props.get("Statistic")) == query.statistic
+            assert props["Period"] == definition.period_seconds
+
+
+def test_alarms_follow_the_new_version_before_the_deployment_starts(environment: tuple[str, dict[str, Any]]) -> None:
+    """CloudFormation updates the alarms (re-pointed at the new version) before the alias update that deploys."""
+    _, template = environment
+    _, alias = live_alias(template)
+    assert set(resources(template, "AWS::CloudWatch::Alarm")) <= set(alias.get("DependsOn", []))
+
+
+def test_pre_traffic_hook_knows_the_new_version_and_may_report_and_invoke_it(
+    environment: tuple[str, dict[str, Any]],
+) -> None:
+    _, template = environment
+    version_id = version_of_alias(template)
+    _, hook = hook_function(template)
+    assert hook["Properties"]["Environment"]["Variables"]["NEW_VERSION_ARN"] == ref(version_id)
+    assert hook["Properties"]["Runtime"] == "python3.12"
+    statements = policy_statements(template, role_of(hook))
+    granted = {a: s["Resource"] for s in statements for a in actions(s)}
+    (group_id, _) = resources(template, "AWS::CodeDeploy::DeploymentGroup").popitem()
+    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
+    assert group_id in json.dumps(granted["codedeploy:PutLifecycleEventHookExecutionStatus"])
+    assert granted["lambda:InvokeFunction"] == ref(version_id)
+
+
+# --- API -----------------------------------------------------------------------------------------------------
+
+
+def _method_paths(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(path, HTTP method) -> method properties, paths rebuilt from the Resource parents."""
+    api_resources = resources(template, "AWS::ApiGateway::Resource")
+
+    def path_of(resource_ref: Any) -> str:
+        if isinstance(resource_ref, dict) and "Fn::GetAtt" in resource_ref:
+            return ""  # the API's root resource
+        parent = api_resources[resource_ref["Ref"]]["Properties"]
+        return f"{path_of(parent['ParentId'])}/{parent['PathPart']}"
+
+    methods = {}
+    for method in resources(template, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        methods[(path_of(props["ResourceId"]) or "/", props["HttpMethod"])] = props
+    return methods
+
+
+def test_api_proxies_to_the_alias_with_auth_except_health(environment: tuple[str, dict[str, Any]]) -> None:
+    name, template = environment
+    methods = _method_paths(template)
+    assert set(methods) == {
+        ("/", "ANY"),
+        ("/{proxy+}", "ANY"),
+        ("/v2", "ANY"),
+        ("/v2/health/live", "GET"),
+        ("/v2/health/ready", "GET"),
+    }
+    _, alias = live_alias(template)
+    alias_id = next(k for k, v in template["Resources"].items() if v is alias)
+    expected_auth = {"iam": "AWS_IAM", "api_key": "NONE"}[SPEC.environment(name).api.auth]
+    for (path, _), props in methods.items():
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert alias_id in json.dumps(props["Integration"]["Uri"])  # the alias, never $LATEST
+        if path.startswith("/v2/health/"):
+            assert props["AuthorizationType"] == "NONE"
+            assert not props.get("ApiKeyRequired", False)
+        else:
+            assert props["AuthorizationType"] == expected_auth
+
+
+def test_api_stage_throttles_and_writes_json_access_logs(environment: tuple[str, dict[str, Any]]) -> None:
+    name, template = environment
+    settings = SPEC.environment(name).api
+    (stage,) = resources(template, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    (all_methods,) = [m for m in props["MethodSettings"] if m["ResourcePath"] == "/*"]
+    assert all_methods["ThrottlingRateLimit"] == settings.throttle_rate_limit
+    assert all_methods["ThrottlingBurstLimit"] == settings.throttle_burst_limit
+    assert all_methods["DataTraceEnabled"] is False
+    log_format = json.loads(props["AccessLogSetting"]["Format"])
+    assert log_format["status"] == "$context.status"
+    assert log_format["requestId"] == "$context.requestId"
+    assert props["TracingEnabled"] is True
+
+
+def test_invoke_url_is_an_output(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    Template.from_json(template).has_output(
+        "InvokeUrliris", {"Value": {"Fn::Join": ["", Match.array_with(["https://", ".execute-api."])]}}
+    )
+    assert "InferUrliris" in template["Outputs"]
+
+
+def test_api_key_mode_adds_a_usage_plan_and_requires_the_key(synth: Any) -> None:
+    from tests.infra.conftest import CDK_CONTEXT, context_with
+
+    production = CDK_CONTEXT["modelrail"]["environments"]["production"]
+    keyed = {
+        **production,
+        "api": {"auth": "api_key", "throttle_rate_limit": 5, "throttle_burst_limit": 10, "quota_per_day": 1000},
+    }
+    template = synth("api-key", context_with(environments={"production": keyed}))["production"]
+    methods = _method_paths(template)
+    for (path, _), props in methods.items():
+        assert props.get("ApiKeyRequired", False) is (not path.startswith("/v2/health/"))
+    (plan,) = resources(template, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Quota"] == {"Limit": 1000, "Period": "DAY"}
+    assert plan["Properties"]["Throttle"] == {"BurstLimit": 10, "RateLimit": 5}
+    assert len(resources(template, "AWS::ApiGateway::ApiKey")) == 1
+    assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1
+
+
+# --- monitoring ----------------------------------------------------------------------------------------------
+
+
+def test_dashboard_shows_versions_latency_cold_starts_errors_throttles_and_alarms(
+    environment: tuple[str, dict[str, Any]],
+) -> None:
+    _, template = environment
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for needle in (
+        "ModelVersion",
+        "Requests",
+        "ModelErrors",
+        "NonFiniteOutputs",
+        "p99",
+        "p50",
+        "ColdStart",
+        "Throttles",
+    ):
+        assert needle in body, needle
+    assert '\\"alarms\\"' in body or "alarms" in body
