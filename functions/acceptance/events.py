@@ -12,16 +12,29 @@ STAGE = "live"
 
 
 def rest_proxy_event(
-    method: str, raw_path: str, headers: dict[str, str] | None = None, body: bytes = b"", *, stage: str = STAGE
+    method: str,
+    raw_path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    *,
+    stage: str = STAGE,
+    binary_media_types: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The event API Gateway's REST proxy integration sends for one HTTP request.
 
-    The deployed API declares binaryMediaTypes */* so that binary tensors arrive intact whatever the client's
-    content type: API Gateway then base64-encodes every request body, and so does this event.
+    As API Gateway does, the body is base64-encoded when its content type is one of the API's binary media
+    types, and otherwise passed on as UTF-8 text (where bytes that are not UTF-8 do not survive).
     """
     headers = headers or {}
     url = urlsplit(raw_path)
     query = parse_qs(url.query, keep_blank_values=True)
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    binary = bool(body) and ("*/*" in binary_media_types or media_type in binary_media_types)
+    if binary:
+        text: str | None = base64.b64encode(body).decode()
+    else:
+        text = body.decode("utf-8", errors="replace") if body else None
     request_id = str(uuid.uuid4())
     return {
         "resource": "/{proxy+}",
@@ -46,8 +59,8 @@ def rest_proxy_event(
             "apiId": "local",
             "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
         },
-        "body": base64.b64encode(body).decode() if body else None,
-        "isBase64Encoded": bool(body),
+        "body": text,
+        "isBase64Encoded": binary,
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import protocol
-from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound
+from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound, UnsupportedMediaType
 from .model import ModelLoadError, OnnxModel
 from .store import ArtifactError, ModelStore, S3Client, is_sha256, parse_s3_uri
 
@@ -161,7 +161,13 @@ class InferenceService:
         header_length = headers.get(protocol.BINARY_HEADER)
         try:
             model = self.model_for(name, version)
-            protocol.check_content_type(headers.get("content-type"), binary=header_length is not None and not v1)
+            binary = header_length is not None and not v1
+            protocol.check_content_type(headers.get("content-type"), binary=binary)
+            if binary and not is_base64:
+                raise UnsupportedMediaType(
+                    "binary tensor data (Inference-Header-Content-Length) must be sent as content-type "
+                    "application/octet-stream, which API Gateway passes on intact; as text it is corrupted"
+                )
             payload = protocol.parse_body(body, is_base64, None if v1 else header_length)
             request = protocol.decode_v1(payload, model) if v1 else protocol.decode_v2(payload, model)
             outcome.rows = request.rows

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from functions.acceptance.events import response_body, response_headers, rest_proxy_event
+from functions.inference.protocol import BINARY_MEDIA_TYPES
 
 from .worker import Invocation, WorkerError
 
@@ -78,7 +79,9 @@ class LocalGateway:
             if target is None:
                 served = ", ".join(sorted(self.targets)) or "none"
                 return _error(HTTPStatus.NOT_FOUND, f"model '{name}' is not served here; models: {served}")
-            return self._invoke(name, target, rest_proxy_event(method, raw_path, headers, body))
+            return self._invoke(
+                name, target, rest_proxy_event(method, raw_path, headers, body, binary_media_types=BINARY_MEDIA_TYPES)
+            )
         if path in ("/v2", "/v2/health/live", "/v2/health/ready"):
             return self._server_wide(method, raw_path, headers, body)
         return _error(HTTPStatus.NOT_FOUND, f"no route {path}; see GET /v2 and /v2/models/{{name}}")
@@ -96,7 +99,9 @@ class LocalGateway:
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         answers = {
-            name: self._invoke(name, target, rest_proxy_event(method, raw_path, headers, body))
+            name: self._invoke(
+                name, target, rest_proxy_event(method, raw_path, headers, body, binary_media_types=BINARY_MEDIA_TYPES)
+            )
             for name, target in self.targets.items()
         }
         path = urlsplit(raw_path).path.rstrip("/")

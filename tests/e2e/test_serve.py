@@ -134,15 +134,24 @@ def test_serve_refuses_a_missing_bundle() -> None:
 
 
 def test_triton_client_with_its_binary_defaults(environment: LocalEnvironment) -> None:
-    """tritonclient's defaults send and receive tensors as binary data after a JSON header."""
+    """tritonclient's defaults send and receive tensors as binary data after a JSON header; the one addition is
+    the content type that API Gateway's binaryMediaTypes recognise."""
     client = triton.InferenceServerClient(url=environment.url.removeprefix("http://"))
     features = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]], dtype=np.float32)
     tensor = triton.InferInput("float_input", list(features.shape), "FP32")
     tensor.set_data_from_numpy(features)
 
-    result = client.infer("iris", [tensor])
+    result = client.infer("iris", [tensor], headers={"Content-Type": "application/octet-stream"})
 
     assert result.as_numpy("output_label").tolist() == [0, 2, 1]
     probabilities = result.get_output("output_probability")
     assert probabilities["parameters"] == {"content_type": "json"}  # a sequence of maps has no binary form
     assert len(probabilities["data"]) == 3
+
+
+def test_binary_tensors_sent_as_text_get_a_clear_415(environment: LocalEnvironment) -> None:
+    client = triton.InferenceServerClient(url=environment.url.removeprefix("http://"))
+    tensor = triton.InferInput("float_input", [1, 4], "FP32")
+    tensor.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+    with pytest.raises(triton.InferenceServerException, match="must be sent as content-type application/octet-stream"):
+        client.infer("iris", [tensor])

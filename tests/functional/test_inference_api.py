@@ -145,7 +145,7 @@ def test_binary_tensor_extension_round_trips(deploy: Any, tmp_path: Path, dataty
     body, header_length = triton.InferenceServerClient.generate_request_body(
         [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=True)]
     )
-    event = rest_event("POST", "/v2/models/echo/infer", body, content_type=None, base64_body=True)
+    event = rest_event("POST", "/v2/models/echo/infer", body, content_type="application/octet-stream", base64_body=True)
     event["headers"]["Inference-Header-Content-Length"] = str(header_length)
 
     response = function.module.lambda_handler(event, Context())
@@ -166,7 +166,7 @@ def test_binary_data_size_must_match_the_shape(deploy: Any, tmp_path: Path) -> N
     tensor.set_data_from_numpy(np.zeros((2, 2), dtype=np.float32), binary_data=True)
     tensor.set_shape([3, 2])  # the header now claims more values than the binary data holds
     body, header_length = triton.InferenceServerClient.generate_request_body([tensor])
-    event = rest_event("POST", "/v2/models/echo/infer", body, content_type=None, base64_body=True)
+    event = rest_event("POST", "/v2/models/echo/infer", body, content_type="application/octet-stream", base64_body=True)
     event["headers"]["Inference-Header-Content-Length"] = str(header_length)
 
     answer = function.invoke(event)
