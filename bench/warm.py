@@ -137,7 +137,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if binary_header:
         header, data = v2_binary_request(case, tensor)
         binary_headers = {**headers, "content-type": "application/octet-stream", binary_header: str(len(header))}
-        binary_event = rest_proxy_event("POST", f"/v2/models/{case.model}/infer", binary_headers, header + data)
+        binary_event = rest_proxy_event(
+            "POST",
+            f"/v2/models/{case.model}/infer",
+            binary_headers,
+            header + data,
+            binary_media_types=protocol.BINARY_MEDIA_TYPES,
+        )
         optional["binary"] = lambda: lambda: handler.lambda_handler(binary_event, context)
     skipped: dict[str, str] = {}
     for name, make in optional.items():
