@@ -1,7 +1,8 @@
-"""ModelArtifacts: the bucket that holds the models, and each bundle's model uploaded content-addressed.
+"""ModelArtifacts: the bucket that holds the models, and each bundle's model and acceptance set uploaded
+content-addressed.
 
-A key is ``models/<name>/<sha256>.onnx``: a new model is a new object, never an overwrite, and older objects
-stay (no pruning) so a rolled-back version still finds the model it was published with.
+Keys are ``models/<name>/<sha256>.onnx`` and ``acceptance/<name>/<sha256>.jsonl``: a new file is a new object,
+never an overwrite, and older objects stay (no pruning) so a rolled-back version still finds its model.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
@@ -25,7 +26,7 @@ _S3_URI_PREFIX = "s3://"
 
 @dataclass(frozen=True)
 class ArtifactLocation:
-    """Where one model's artifact lives, and what reading it takes."""
+    """Where one object lives, and what reading it takes."""
 
     bucket_name: str
     key: str
@@ -37,14 +38,8 @@ class ArtifactLocation:
 
     def grant_read(self, grantee: iam.IGrantable, scope: Construct) -> None:
         """s3:GetObject on this one object, nothing else in the bucket."""
-        arn = f"arn:{_partition(scope)}:s3:::{self.bucket_name}/{self.key}"
+        arn = f"arn:{Stack.of(scope).partition}:s3:::{self.bucket_name}/{self.key}"
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
-
-
-def _partition(scope: Construct) -> str:
-    from aws_cdk import Stack
-
-    return Stack.of(scope).partition
 
 
 class ModelArtifacts(Construct):
@@ -75,35 +70,46 @@ class ModelArtifacts(Construct):
             server_access_logs_prefix="artifacts/",
         )
         self.locations: dict[str, ArtifactLocation] = {}
+        self.acceptance_locations: dict[str, ArtifactLocation] = {}
         for model in models:
-            self.locations[model.name] = self._place(model)
+            self._place(model)
 
-    def _place(self, model: DeployedModel) -> ArtifactLocation:
+    def _place(self, model: DeployedModel) -> None:
         if model.uri is not None:
             bucket, key = model.uri[len(_S3_URI_PREFIX) :].split("/", 1)
-            return ArtifactLocation(bucket, key)
-        assert model.bundle is not None
+            self.locations[model.name] = ArtifactLocation(bucket, key)
+            return
         upload = s3deploy.BucketDeployment(
             self,
             f"Upload-{model.name}",
             sources=[s3deploy.Source.asset(str(_staged(model)))],
             destination_bucket=self.bucket,
-            destination_key_prefix=f"models/{model.name}/",
             prune=False,  # older models stay: a rollback needs the one its version was published with
             retain_on_delete=True,
             memory_limit=1024,
         )
-        return ArtifactLocation(self.bucket.bucket_name, model.artifact_key, upload)
+        self.locations[model.name] = ArtifactLocation(self.bucket.bucket_name, model.artifact_key, upload)
+        if model.acceptance_key is not None:
+            self.acceptance_locations[model.name] = ArtifactLocation(
+                self.bucket.bucket_name, model.acceptance_key, upload
+            )
 
 
 def _staged(model: DeployedModel) -> Path:
-    """A folder holding only ``<sha256>.onnx``: the asset whose extraction lands on the content-addressed key."""
+    """A folder tree holding the model (and acceptance set) under their content-addressed keys: the asset
+    whose extraction at the bucket's root lands each file on its key."""
     assert model.bundle is not None
-    folder = Path(tempfile.gettempdir()) / "modelrail-artifacts" / model.sha256
-    target = folder / f"{model.sha256}.onnx"
-    if not target.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{model.sha256}.partial"
-        shutil.copyfile(model.bundle.model_path, partial)
-        partial.replace(target)
+    folder = (
+        Path(tempfile.gettempdir()) / "modelrail-artifacts" / f"{model.name}-{model.sha256}-{model.acceptance_sha256}"
+    )
+    files = {model.artifact_key: model.bundle.model_path}
+    if model.acceptance_key is not None and model.bundle.acceptance_path is not None:
+        files[model.acceptance_key] = model.bundle.acceptance_path
+    for key, source in files.items():
+        target = folder / key
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)
     return folder

@@ -1,5 +1,6 @@
 """Rollout: CodeDeploy shifts the alias ``live`` to the new version per the environment's RolloutPolicy,
-behind the pre-traffic hook, watched by alarms scoped to the new version, rolling back on its own.
+behind the acceptance gate (pre-traffic hook), watched by alarms scoped to the new version, rolling back on
+its own; the post-traffic hook checks the alias then serves the new version.
 
 The alarms are the spec's AlarmDefinitions turned into CloudWatch alarms: the same data the rehearsal evaluates.
 Their dimensions name the version this synth publishes, so a deployment is never judged (or blocked) by the
@@ -19,10 +20,12 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from .inference import RUNTIME, functions_code
+from .layer import ARCHITECTURES
 from .nag import acknowledge, acknowledge_python_runtime, logical_id, managed_policy
-from .spec import AlarmDefinition, RolloutPolicy
+from .spec import ALIAS_NAME, AlarmDefinition, DeployedModel, RolloutPolicy
 
-HOOK_HANDLER = "acceptance.hook.handler"
+PRE_TRAFFIC_HANDLER = "acceptance.pretraffic.handler"
+POST_TRAFFIC_HANDLER = "acceptance.posttraffic.handler"
 _TREAT_MISSING = {
     "notBreaching": cloudwatch.TreatMissingData.NOT_BREACHING,
     "breaching": cloudwatch.TreatMissingData.BREACHING,
@@ -95,77 +98,157 @@ def version_alarm(
     )
 
 
-class AcceptanceHook(Construct):
-    """The pre-traffic hook: told the new version's ARN through its environment (CodeDeploy does not say)."""
+class AcceptanceHooks(Construct):
+    """CodeDeploy's lifecycle hooks: the acceptance gate before traffic, the alias check after it.
 
-    def __init__(self, scope: Construct, id_: str, *, model_name: str, version: lambda_.IVersion) -> None:
-        super().__init__(scope, id_)
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-        )
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"modelrail acceptance hook for model {model_name}: invoke the new version, report",
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
-            description=f"modelrail pre-traffic acceptance gate: model {model_name}",
-            runtime=RUNTIME,
-            handler=HOOK_HANDLER,
-            code=functions_code(without="inference"),
-            timeout=Duration.minutes(5),
-            memory_size=256,
-            role=self.role,
-            log_group=self.log_group,
-            environment={"MODEL_NAME": model_name, "NEW_VERSION_ARN": version.function_arn},
-        )
-        self.log_group.grant_write(self.role)
-        acknowledge_python_runtime(self.function)
-
-
-class Rollout(Construct):
-    """Deployment group + alarms + hook for one model's alias."""
+    CodeDeploy does not say which version is new: both learn it from NEW_VERSION_ARN in their environment.
+    Both always report their status to CodeDeploy (functions/acceptance), so a crash fails the deployment
+    instead of stalling it for an hour.
+    """
 
     def __init__(
         self,
         scope: Construct,
         id_: str,
         *,
+        model: DeployedModel,
+        function: lambda_.IFunction,
+        version: lambda_.IVersion,
+        acceptance_uri: str | None,
+        layer: lambda_.ILayerVersion,
+        architecture: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        common = {"layer": layer, "architecture": architecture, "model_name": model.name}
+        self.pre_traffic = self._hook(
+            "PreTraffic",
+            handler=PRE_TRAFFIC_HANDLER,
+            description=f"modelrail acceptance gate (pre-traffic): model {model.name}",
+            environment=model.hook_environment(new_version_arn=version.function_arn, acceptance_uri=acceptance_uri),
+            timeout=Duration.minutes(10),
+            **common,
+        )
+        self.post_traffic = self._hook(
+            "PostTraffic",
+            handler=POST_TRAFFIC_HANDLER,
+            description=f"modelrail alias check (post-traffic): model {model.name}",
+            environment={"MODEL_NAME": model.name, "NEW_VERSION_ARN": version.function_arn, "ALIAS_NAME": ALIAS_NAME},
+            timeout=Duration.minutes(2),
+            **common,
+        )
+        # The gate invokes the new version, and the version the alias serves now for its signature (any
+        # version number of this one function: "<function ARN>:*"); it reads the alias to find that version.
+        self.pre_traffic.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[f"{function.function_arn}:*"])
+        )
+        # The alias's ARN is spelled out, not referenced: the alias's UpdatePolicy already depends on the hooks.
+        alias_arn = f"{function.function_arn}:{ALIAS_NAME}"
+        self.pre_traffic.add_to_role_policy(iam.PolicyStatement(actions=["lambda:GetAlias"], resources=[alias_arn]))
+        assert self.pre_traffic.role is not None
+        acknowledge(
+            self.pre_traffic.role,
+            "AwsSolutions-IAM5",
+            "The gate invokes versions of this one function by number (the new one, and the one live serves now); "
+            "the number is only known at deploy time.",
+            [f"Resource::<{logical_id(function)}.Arn>:*"],
+        )
+        self.post_traffic.add_to_role_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[alias_arn])
+        )
+
+    def _hook(
+        self,
+        id_: str,
+        *,
+        handler: str,
+        description: str,
+        environment: dict[str, str],
+        timeout: Duration,
+        layer: lambda_.ILayerVersion,
+        architecture: str,
         model_name: str,
+    ) -> lambda_.Function:
+        scope = Construct(self, id_)
+        log_group = logs.LogGroup(
+            scope, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(
+            scope,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"modelrail {id_} hook for model {model_name}",
+        )
+        function = lambda_.Function(
+            scope,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURES[architecture],
+            handler=handler,
+            code=functions_code(without="inference"),
+            layers=[layer],
+            timeout=timeout,
+            memory_size=1024,
+            role=role,
+            log_group=log_group,
+            environment=environment,
+        )
+        log_group.grant_write(role)
+        acknowledge_python_runtime(function)
+        return function
+
+
+class Rollout(Construct):
+    """Deployment group + alarms + hooks for one model's alias."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model: DeployedModel,
         function: lambda_.IFunction,
         version: lambda_.IVersion,
         alias: lambda_.Alias,
         policy: RolloutPolicy,
         alarms: Sequence[AlarmDefinition],
+        acceptance_uri: str | None,
+        layer: lambda_.ILayerVersion,
+        architecture: str,
     ) -> None:
         super().__init__(scope, id_)
         self.policy = policy
         self.definitions = tuple(alarms)
         self.alarms = {
-            d.name: version_alarm(self, f"Alarm-{d.name}", d, model_name=model_name, function=function, version=version)
+            d.name: version_alarm(self, f"Alarm-{d.name}", d, model_name=model.name, function=function, version=version)
             for d in self.definitions
         }
-        self.hook = AcceptanceHook(self, "Hook", model_name=model_name, version=version)
+        self.hooks = AcceptanceHooks(
+            self,
+            "Hooks",
+            model=model,
+            function=function,
+            version=version,
+            acceptance_uri=acceptance_uri,
+            layer=layer,
+            architecture=architecture,
+        )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "DeploymentGroup",
             alias=alias,
             deployment_config=deployment_config(self, "Config", policy),
             alarms=[self.alarms[d.name] for d in self.definitions if d.stops_rollout],
-            pre_hook=self.hook.function,
+            pre_hook=self.hooks.pre_traffic,
+            post_hook=self.hooks.post_traffic,
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),
         )
         # The alias update is the deployment: the alarms must already watch the new version when it starts.
-        # (The hook needs no such line: the alias's UpdatePolicy refers to it.)
+        # (The hooks need no such line: the alias's UpdatePolicy refers to them.)
         for alarm in self.alarms.values():
             alias.node.add_dependency(alarm)
-        # The hook may invoke the version it tests.
-        version.grant_invoke(self.hook.function)
         acknowledge(
             self.deployment_group,
             "AwsSolutions-IAM4",
@@ -176,6 +259,6 @@ class Rollout(Construct):
         acknowledge(
             self.deployment_group,
             "AwsSolutions-IAM5",
-            "CodeDeploy may invoke the hook function qualified by version (<hook ARN>:*), and only that function.",
-            [f"Resource::<{logical_id(self.hook.function)}.Arn>:*"],
+            "CodeDeploy may invoke the hook functions qualified by version (<hook ARN>:*), and only those.",
+            [f"Resource::<{logical_id(hook)}.Arn>:*" for hook in (self.hooks.pre_traffic, self.hooks.post_traffic)],
         )

@@ -6,6 +6,7 @@ rollout policy and alarm definitions are plain data both of them interpret. Read
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -372,11 +373,30 @@ class DeployedModel:
     max_batch_rows: int
     bundle: ModelBundle | None = None
     uri: str | None = None
+    acceptance_sha256: str | None = None  # of the bundle's acceptance.jsonl, when it has one
 
     @property
     def artifact_key(self) -> str:
         """Object key in the stack's artifacts bucket (content-addressed) for a bundle."""
         return f"models/{self.name}/{self.sha256}.onnx"
+
+    @property
+    def acceptance_key(self) -> str | None:
+        """Object key of the acceptance set (content-addressed), None when the bundle has none."""
+        return f"acceptance/{self.name}/{self.acceptance_sha256}.jsonl" if self.acceptance_sha256 else None
+
+    def hook_environment(self, *, new_version_arn: str, acceptance_uri: str | None) -> dict[str, str]:
+        """The pre-traffic hook's environment: which version to judge, against which set and criteria."""
+        criteria = self.bundle.settings.acceptance.model_dump_json() if self.bundle else "{}"
+        environment = {
+            "MODEL_NAME": self.name,
+            "NEW_VERSION_ARN": new_version_arn,
+            "ALIAS_NAME": ALIAS_NAME,
+            "ACCEPTANCE_CRITERIA": criteria,
+        }
+        if acceptance_uri is not None and self.acceptance_sha256 is not None:
+            environment |= {"ACCEPTANCE_URI": acceptance_uri, "ACCEPTANCE_SHA256": self.acceptance_sha256}
+        return environment
 
     def environment(self, model_uri: str) -> dict[str, str]:
         """The inference function's environment: a new model is a new configuration, so a new version."""
@@ -429,7 +449,16 @@ class DeploymentSpec(_Spec):
                     bundle = ModelBundle.load(base_dir / source.bundle)
                 except BundleError as exc:
                     raise SpecError(f"{where}.bundle: {exc}") from exc
-                resolved.append(DeployedModel(bundle.name, bundle.sha256(), bundle.settings.max_batch_rows, bundle))
+                acceptance = bundle.acceptance_path
+                resolved.append(
+                    DeployedModel(
+                        bundle.name,
+                        bundle.sha256(),
+                        bundle.settings.max_batch_rows,
+                        bundle,
+                        acceptance_sha256=hashlib.sha256(acceptance.read_bytes()).hexdigest() if acceptance else None,
+                    )
+                )
             else:
                 assert source.name is not None
                 assert source.sha256 is not None

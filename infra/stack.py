@@ -9,7 +9,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from .api import InferenceApi
-from .artifacts import ArtifactLocation, ModelArtifacts
+from .artifacts import ModelArtifacts
 from .inference import InferenceFunction
 from .layer import LayerArtifact, RuntimeLayer
 from .monitoring import ModelDashboard
@@ -27,26 +27,33 @@ class ModelService(Construct):
         id_: str,
         *,
         model: DeployedModel,
-        artifact: ArtifactLocation,
+        artifacts: ModelArtifacts,
         runtime: RuntimeLayer,
         environment: EnvironmentSpec,
     ) -> None:
         super().__init__(scope, id_)
         self.model = model
+        artifact = artifacts.locations[model.name]
         self.inference = InferenceFunction(
             self, "Inference", model=model, artifact=artifact, layer=runtime.layer, settings=environment.function
         )
         artifact.grant_read(self.inference.role, self)
+        acceptance = artifacts.acceptance_locations.get(model.name)
         self.rollout = Rollout(
             self,
             "Rollout",
-            model_name=model.name,
+            model=model,
             function=self.inference.function,
             version=self.inference.version,
             alias=self.inference.alias,
             policy=environment.rollout,
             alarms=environment.alarm_definitions(),
+            acceptance_uri=acceptance.uri if acceptance else None,
+            layer=runtime.layer,
+            architecture=environment.function.architecture,
         )
+        if acceptance is not None:
+            acceptance.grant_read(self.rollout.hooks.pre_traffic, self)
         self.api = InferenceApi(
             self, "Api", model_name=model.name, alias=self.inference.alias, settings=environment.api
         )
@@ -80,7 +87,7 @@ class ModelrailStack(Stack):
                 self,
                 f"Model-{model.name}",
                 model=model,
-                artifact=self.artifacts.locations[model.name],
+                artifacts=self.artifacts,
                 runtime=self.runtime,
                 environment=environment,
             )

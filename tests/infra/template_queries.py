@@ -24,8 +24,12 @@ def inference_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return only(template, "AWS::Lambda::Function", Handler="inference.handler.lambda_handler")
 
 
-def hook_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return only(template, "AWS::Lambda::Function", Handler="acceptance.hook.handler")
+def pre_traffic_hook(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return only(template, "AWS::Lambda::Function", Handler="acceptance.pretraffic.handler")
+
+
+def post_traffic_hook(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return only(template, "AWS::Lambda::Function", Handler="acceptance.posttraffic.handler")
 
 
 def live_alias(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -13,11 +14,12 @@ from infra.spec import load_spec
 from tests.infra.conftest import ROOT, Synthesized
 from tests.infra.template_queries import (
     actions,
-    hook_function,
     inference_function,
     live_alias,
     only,
     policy_statements,
+    post_traffic_hook,
+    pre_traffic_hook,
     resources,
     role_of,
     version_of_alias,
@@ -76,7 +78,8 @@ def test_alias_live_points_at_the_published_version_and_deploys_through_codedepl
 ) -> None:
     _, template = environment
     function_id, _ = inference_function(template)
-    hook_id, _ = hook_function(template)
+    pre_id, _ = pre_traffic_hook(template)
+    post_id, _ = post_traffic_hook(template)
     version_id = version_of_alias(template)
     version = template["Resources"][version_id]
     assert version["Type"] == "AWS::Lambda::Version"
@@ -86,7 +89,8 @@ def test_alias_live_points_at_the_published_version_and_deploys_through_codedepl
     update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
     (group_id, _) = resources(template, "AWS::CodeDeploy::DeploymentGroup").popitem()
     assert update["DeploymentGroupName"] == ref(group_id)
-    assert update["BeforeAllowTrafficHook"] == ref(hook_id)
+    assert update["BeforeAllowTrafficHook"] == ref(pre_id)
+    assert update["AfterAllowTrafficHook"] == ref(post_id)
 
 
 def test_new_version_is_published_only_after_its_model_is_uploaded(environment: tuple[str, dict[str, Any]]) -> None:
@@ -94,7 +98,6 @@ def test_new_version_is_published_only_after_its_model_is_uploaded(environment: 
     uploads = resources(template, "Custom::CDKBucketDeployment")
     assert len(uploads) == 1
     (upload,) = uploads.values()
-    assert upload["Properties"]["DestinationBucketKeyPrefix"] == "models/iris/"
     assert upload["Properties"]["Prune"] is False  # earlier models stay for rollbacks
     version = template["Resources"][version_of_alias(template)]
     assert set(uploads) <= set(version.get("DependsOn", []))
@@ -251,20 +254,66 @@ def test_alarms_follow_the_new_version_before_the_deployment_starts(environment:
     assert set(resources(template, "AWS::CloudWatch::Alarm")) <= set(alias.get("DependsOn", []))
 
 
-def test_pre_traffic_hook_knows_the_new_version_and_may_report_and_invoke_it(
+def _grants(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
+    return {a: s["Resource"] for s in policy_statements(template, role_of(function)) for a in actions(s)}
+
+
+def _join(*parts: Any) -> dict[str, Any]:
+    return {"Fn::Join": ["", list(parts)]}
+
+
+ACCEPTANCE = ROOT / "models" / "iris" / "acceptance.jsonl"
+
+
+def test_pre_traffic_hook_gates_the_new_version_with_the_bundle_acceptance_set(
     environment: tuple[str, dict[str, Any]],
 ) -> None:
-    _, template = environment
+    name, template = environment
     version_id = version_of_alias(template)
-    _, hook = hook_function(template)
-    assert hook["Properties"]["Environment"]["Variables"]["NEW_VERSION_ARN"] == ref(version_id)
-    assert hook["Properties"]["Runtime"] == "python3.12"
-    statements = policy_statements(template, role_of(hook))
-    granted = {a: s["Resource"] for s in statements for a in actions(s)}
+    function_id, _ = inference_function(template)
+    _, hook = pre_traffic_hook(template)
+    props = hook["Properties"]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == [SPEC.environment(name).function.architecture]
+    assert props["Layers"] == inference_function(template)[1]["Properties"]["Layers"]  # numpy, powertools
+    env = props["Environment"]["Variables"]
+    acceptance_sha256 = hashlib.sha256(ACCEPTANCE.read_bytes()).hexdigest()
+    bucket = only(template, "AWS::S3::Bucket", VersioningConfiguration={"Status": "Enabled"})[0]
+    key = f"/acceptance/iris/{acceptance_sha256}.jsonl"
+    assert env["NEW_VERSION_ARN"] == ref(version_id)  # CodeDeploy does not say which version is new
+    assert env["MODEL_NAME"] == "iris"
+    assert env["ALIAS_NAME"] == "live"
+    assert env["ACCEPTANCE_URI"] == _join("s3://", ref(bucket), key)
+    assert env["ACCEPTANCE_SHA256"] == acceptance_sha256
+    bundle = ModelBundle.load(ROOT / "models" / "iris")
+    assert json.loads(env["ACCEPTANCE_CRITERIA"]) == bundle.settings.acceptance.model_dump(mode="json")
+    granted = _grants(template, hook)
     (group_id, _) = resources(template, "AWS::CodeDeploy::DeploymentGroup").popitem()
-    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
     assert group_id in json.dumps(granted["codedeploy:PutLifecycleEventHookExecutionStatus"])
-    assert granted["lambda:InvokeFunction"] == ref(version_id)
+    function_arn = {"Fn::GetAtt": [function_id, "Arn"]}
+    assert granted["lambda:InvokeFunction"] == _join(function_arn, ":*")  # new version and the one live serves
+    assert granted["lambda:GetAlias"] == _join(function_arn, ":live")
+    assert granted["s3:GetObject"] == _join("arn:", {"Ref": "AWS::Partition"}, ":s3:::", ref(bucket), key)
+
+
+def test_acceptance_set_is_uploaded_next_to_the_model(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    (upload,) = resources(template, "Custom::CDKBucketDeployment").values()
+    assert "DestinationBucketKeyPrefix" not in upload["Properties"]  # keys come from the staged tree
+    version = template["Resources"][version_of_alias(template)]
+    assert set(resources(template, "Custom::CDKBucketDeployment")) <= set(version.get("DependsOn", []))
+
+
+def test_post_traffic_hook_checks_the_alias_serves_the_new_version(environment: tuple[str, dict[str, Any]]) -> None:
+    _, template = environment
+    function_id, _ = inference_function(template)
+    _, hook = post_traffic_hook(template)
+    env = hook["Properties"]["Environment"]["Variables"]
+    assert env == {"MODEL_NAME": "iris", "NEW_VERSION_ARN": ref(version_of_alias(template)), "ALIAS_NAME": "live"}
+    granted = _grants(template, hook)
+    assert granted["lambda:InvokeFunction"] == _join({"Fn::GetAtt": [function_id, "Arn"]}, ":live")
+    assert "codedeploy:PutLifecycleEventHookExecutionStatus" in granted
+    assert not [a for a in granted if a.startswith("s3:")]
 
 
 # --- API -----------------------------------------------------------------------------------------------------
