@@ -14,6 +14,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.inference.protocol import BINARY_MEDIA_TYPES
+
 from .nag import acknowledge, managed_policy
 from .spec import ApiSettings
 
@@ -42,7 +44,14 @@ _ACCESS_LOG_FIELDS = {
 
 class InferenceApi(Construct):
     def __init__(
-        self, scope: Construct, id_: str, *, model_name: str, alias: lambda_.IFunction, settings: ApiSettings
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model_name: str,
+        alias: lambda_.IFunction,
+        settings: ApiSettings,
+        tracing: bool = False,
     ) -> None:
         super().__init__(scope, id_)
         self.settings = settings
@@ -54,6 +63,9 @@ class InferenceApi(Construct):
             "Api",
             description=f"modelrail: model {model_name} (Open Inference Protocol v2, KServe v1)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The binary tensor extension's bodies reach the handler base64-encoded, as the handler expects;
+            # JSON stays text.
+            binary_media_types=list(BINARY_MEDIA_TYPES),
             cloud_watch_role=True,  # API Gateway needs the account-level role to write access and execution logs
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,  # shared by every API in the account
             deploy_options=apigw.StageOptions(
@@ -65,7 +77,7 @@ class InferenceApi(Construct):
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # request bodies are model inputs: never copied into logs
                 metrics_enabled=True,
-                tracing_enabled=True,
+                tracing_enabled=tracing,
             ),
         )
         self._acknowledge_findings(settings)

@@ -68,10 +68,10 @@ class InferenceFunction(Construct):
             ephemeral_storage_size=Size.mebibytes(settings.ephemeral_storage_mb),
             timeout=Duration.seconds(settings.timeout_seconds),
             reserved_concurrent_executions=settings.reserved_concurrency,
-            environment=model.environment(artifact.uri),
+            environment=model.environment(artifact.uri, tracing=settings.tracing),
             role=self.role,
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
             current_version_options=lambda_.VersionOptions(
                 removal_policy=RemovalPolicy.RETAIN,  # CodeDeploy rolls back to the previous version
                 description=f"model {model.name} sha256 {model.sha256}",
@@ -79,12 +79,14 @@ class InferenceFunction(Construct):
         )
         self.log_group.grant_write(self.role)
         acknowledge_python_runtime(self.function)
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5",
-            "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions (Resource '*').",
-            ["Resource::*"],
-        )
+        if settings.tracing:
+            acknowledge(
+                self.role,
+                "AwsSolutions-IAM5",
+                "X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level permissions "
+                "(Resource '*').",
+                ["Resource::*"],
+            )
         if artifact.dependable is not None:
             # The new version must not exist (and be invoked by the hook) before its model is uploaded.
             self.function.node.add_dependency(artifact.dependable)

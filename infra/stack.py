@@ -55,7 +55,12 @@ class ModelService(Construct):
         if acceptance is not None:
             acceptance.grant_read(self.rollout.hooks.pre_traffic, self)
         self.api = InferenceApi(
-            self, "Api", model_name=model.name, alias=self.inference.alias, settings=environment.api
+            self,
+            "Api",
+            model_name=model.name,
+            alias=self.inference.alias,
+            settings=environment.api,
+            tracing=environment.function.tracing,
         )
         self.dashboard = ModelDashboard(
             self,

@@ -50,13 +50,15 @@ def test_inference_function_runs_the_runtime_contract(environment: tuple[str, di
     assert props["Architectures"] == [settings.architecture]
     assert props["MemorySize"] == settings.memory_mb
     assert props["EphemeralStorage"] == {"Size": settings.ephemeral_storage_mb}
-    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert not settings.tracing  # opt-in; the api-key variant below turns it on
+    assert "TracingConfig" not in props
     assert len(props["Layers"]) == 1
     env = props["Environment"]["Variables"]
     assert env["MODEL_NAME"] == "iris"
     assert env["MODEL_SHA256"] == IRIS_SHA256
     assert env["MAX_BATCH_ROWS"] == "1024"
     assert env["METRICS_NAMESPACE"] == "modelrail"
+    assert env["POWERTOOLS_TRACE_DISABLED"] == "true"  # the handler skips importing the X-Ray SDK
     # s3://<artifacts bucket>/models/iris/<sha256>.onnx, the bucket resolved at deploy time
     bucket = only(template, "AWS::S3::Bucket", VersioningConfiguration={"Status": "Enabled"})[0]
     assert env["MODEL_URI"] == {"Fn::Join": ["", ["s3://", ref(bucket), f"/models/iris/{IRIS_SHA256}.onnx"]]}
@@ -120,8 +122,6 @@ def test_inference_role_reads_only_its_own_model_object(environment: tuple[str, 
         "s3:GetObject",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
     }, every_action
     role = template["Resources"][role_of(function)]
     assert "ManagedPolicyArns" not in role["Properties"]
@@ -371,7 +371,12 @@ def test_api_stage_throttles_and_writes_json_access_logs(environment: tuple[str,
     log_format = json.loads(props["AccessLogSetting"]["Format"])
     assert log_format["status"] == "$context.status"
     assert log_format["requestId"] == "$context.requestId"
-    assert props["TracingEnabled"] is True
+    assert props["TracingEnabled"] is SPEC.environment(name).function.tracing
+    (api,) = resources(template, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["BinaryMediaTypes"] == [
+        "application/octet-stream",
+        "application/vnd.sagemaker-triton.binary+json",
+    ]
 
 
 def test_invoke_url_is_an_output(environment: tuple[str, dict[str, Any]]) -> None:
@@ -382,10 +387,11 @@ def test_invoke_url_is_an_output(environment: tuple[str, dict[str, Any]]) -> Non
     assert "InferUrliris" in template["Outputs"]
 
 
-def test_api_key_mode_adds_a_usage_plan_and_requires_the_key(synth: Any) -> None:
+def test_api_key_mode_and_tracing(synth: Any) -> None:
     from tests.infra.conftest import CDK_CONTEXT, context_with
 
     production = CDK_CONTEXT["modelrail"]["environments"]["production"]
+    production = {**production, "function": {**production["function"], "tracing": True}}
     keyed = {
         **production,
         "api": {"auth": "api_key", "throttle_rate_limit": 5, "throttle_burst_limit": 10, "quota_per_day": 1000},
@@ -399,6 +405,14 @@ def test_api_key_mode_adds_a_usage_plan_and_requires_the_key(synth: Any) -> None
     assert plan["Properties"]["Throttle"] == {"BurstLimit": 10, "RateLimit": 5}
     assert len(resources(template, "AWS::ApiGateway::ApiKey")) == 1
     assert len(resources(template, "AWS::ApiGateway::UsagePlanKey")) == 1
+    # tracing on: X-Ray on the function (and its SDK loaded by the handler) and on the API stage
+    _, function = inference_function(template)
+    assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    assert "POWERTOOLS_TRACE_DISABLED" not in function["Properties"]["Environment"]["Variables"]
+    granted = {a for s in policy_statements(template, role_of(function)) for a in actions(s)}
+    assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= granted
+    (stage,) = resources(template, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["TracingEnabled"] is True
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------
