@@ -182,16 +182,24 @@ class AlarmDefinition(_Spec):
             "LessThanOrEqualToThreshold": value <= self.threshold,
         }[self.comparison_operator]
 
-    def state(self, values: Sequence[float | None]) -> AlarmState:
-        """CloudWatch's M-out-of-N rule over the latest ``evaluation_periods`` values (oldest first)."""
+    def state(self, values: Sequence[float | None], current: AlarmState = "INSUFFICIENT_DATA") -> AlarmState:
+        """CloudWatch's M-out-of-N rule over the latest ``evaluation_periods`` values (oldest first; None: no data).
+
+        Missing datapoints count as good (notBreaching) or bad (breaching); with ``missing`` and ``ignore`` they
+        are left out, and a window with no data at all is INSUFFICIENT_DATA (missing) or keeps ``current``
+        (ignore). CloudWatch may also look back past the window for more datapoints; this rule does not.
+        """
         window = list(values)[-self.evaluation_periods :]
-        if not window or all(v is None for v in window):
+        present = [v for v in window if v is not None]
+        if not present:
+            if self.treat_missing_data == "notBreaching":
+                return "OK"
             if self.treat_missing_data == "breaching":
                 return "ALARM" if window else "INSUFFICIENT_DATA"
-            return "OK" if self.treat_missing_data == "notBreaching" else "INSUFFICIENT_DATA"
-        breaching = sum(
-            1 for v in window if (self.breaches(v) if v is not None else self.treat_missing_data == "breaching")
-        )
+            return current if self.treat_missing_data == "ignore" else "INSUFFICIENT_DATA"
+        breaching = sum(1 for v in present if self.breaches(v))
+        if self.treat_missing_data == "breaching":
+            breaching += len(window) - len(present)
         return "ALARM" if breaching >= self.datapoints_to_alarm else "OK"
 
 
@@ -323,6 +331,19 @@ class EnvironmentSpec(_Spec):
     alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
     function: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _alarms_can_fire_within_a_step(self) -> EnvironmentSpec:
+        # An alarm that needs more data than a canary step lasts cannot stop that step: the canary would
+        # reach 100% before its alarm could fire.
+        needed = self.alarms.datapoints_to_alarm * self.alarms.period_seconds
+        if self.rollout.interval_minutes is not None and needed > self.rollout.interval_minutes * 60:
+            raise ValueError(
+                f"alarms need {needed} s of data to fire (alarms.datapoints_to_alarm x alarms.period_seconds) "
+                f"but each {self.rollout.kind} step lasts {self.rollout.interval_minutes * 60} s "
+                "(rollout.interval_minutes): lengthen the step or shorten the alarm window"
+            )
+        return self
 
     def alarm_definitions(self) -> tuple[AlarmDefinition, ...]:
         return self.alarms.definitions()

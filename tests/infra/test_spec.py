@@ -120,6 +120,14 @@ def test_unknown_fields_and_inconsistent_alarm_windows_are_refused() -> None:
     assert "auth" in error_of(spec_with("environments.production.api.auth", "cognito"))
 
 
+def test_a_canary_step_shorter_than_the_alarm_window_is_refused() -> None:
+    message = error_of(
+        spec_with("environments.production.rollout", {"kind": "canary", "percentage": 10, "interval_minutes": 1})
+    )
+    assert "context.modelrail.environments.production: alarms need 120 s of data to fire" in message
+    assert "each canary step lasts 60 s" in message
+
+
 def test_duplicate_model_names_are_refused() -> None:
     message = error_of(spec_with("models", [{"bundle": "models/iris"}, {"bundle": "models/iris"}]))
     assert "model names must be unique" in message
