@@ -16,7 +16,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	touch $@
 
 demo: $(VENV)/.runtime
-	$(PY) -m modelrail demo
+	$(PY) -m modelrail rehearse --report rehearsal-report.json
 
 serve: $(VENV)/.runtime
 	$(PY) -m modelrail serve models/iris

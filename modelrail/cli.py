@@ -57,10 +57,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_tour(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     return run_demo(args.bundle)
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from .rehearsal.run import rehearse
+
+    return rehearse(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,9 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.set_defaults(run=cmd_validate)
 
-    demo = commands.add_parser("demo", help="serve the sample model, send it real requests, print the answers")
-    demo.add_argument("--bundle", default=str(SAMPLE_BUNDLE))
-    demo.set_defaults(run=cmd_demo)
+    rehearse = commands.add_parser(
+        "rehearse", help="rehearse rollouts locally: acceptance gate, canary, alarms, automatic rollback"
+    )
+    rehearse.add_argument("--baseline", metavar="BUNDLE", help="the version serving now (with --candidate)")
+    rehearse.add_argument("--candidate", metavar="BUNDLE", help="the new version to roll out (with --baseline)")
+    rehearse.add_argument("--traffic", metavar="FILE.jsonl", help="request bodies to replay, one per line")
+    rehearse.add_argument("--env", default="production", help="the spec environment to rehearse (cdk.json)")
+    rehearse.add_argument("--time-scale", type=float, default=None, help="rehearsed seconds per real second")
+    rehearse.add_argument("--rate", type=float, default=40.0, help="requests per real second (default 40)")
+    rehearse.add_argument("--report", metavar="PATH", help="write the JSON report here")
+    rehearse.set_defaults(run=cmd_rehearse)
+
+    tour = commands.add_parser("tour", help="serve the sample model, send it real requests, print the answers")
+    tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE))
+    tour.set_defaults(run=cmd_tour)
     return parser
 
 

@@ -1,0 +1,151 @@
+"""DeploymentController: CodeDeploy's Lambda deployment, played on the local alias.
+
+BeforeAllowTraffic runs the real acceptance gate against the new version directly; then the environment's
+policy shifts the alias step by step while every rollout alarm is evaluated on the new version's metrics;
+AfterAllowTraffic runs the real post-traffic check through the alias. A failed hook, an alarm in ALARM or a
+stop rolls the alias back to the old version, as CodeDeploy's automatic rollback does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from functions.acceptance import posttraffic
+from functions.acceptance.criteria import AcceptanceCriteria
+from functions.acceptance.events import response_body, rest_proxy_event
+from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate
+from infra.spec import RolloutPolicy
+from modelrail.local.worker import LambdaWorker
+
+from .alarms import AlarmEvaluator
+from .alias import WeightedAlias
+from .clock import RehearsalClock
+from .metrics import emf_datapoints
+
+Outcome = Literal["promoted", "blocked", "rolled_back"]
+
+
+@dataclass
+class RolloutResult:
+    outcome: Outcome
+    reason: str
+    decided_at: float
+    verdict: Verdict | None = None
+
+
+class _AliasAsLambda:
+    """Lambda's Invoke on the alias, for the real post-traffic hook code."""
+
+    def __init__(self, alias: WeightedAlias) -> None:
+        self.alias = alias
+
+    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
+        response = self.alias.invoke(json.loads(Payload)).response
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(response).encode())}
+
+
+class DeploymentController:
+    def __init__(
+        self,
+        *,
+        model: str,
+        alias: WeightedAlias,
+        baseline: LambdaWorker,
+        candidate: LambdaWorker,
+        cases: list[AcceptanceCase],
+        criteria: AcceptanceCriteria,
+        policy: RolloutPolicy,
+        alarms: list[AlarmEvaluator],
+        clock: RehearsalClock,
+        decide: Callable[[float, str], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.model = model
+        self.alias = alias
+        self.baseline = baseline
+        self.candidate = candidate
+        self.cases = cases
+        self.criteria = criteria
+        self.policy = policy
+        self.alarms = alarms
+        self.clock = clock
+        self._decide = decide
+        self.stop = stop or threading.Event()
+
+    def decide(self, message: str) -> None:
+        self._decide(self.clock.now(), message)
+
+    def run(self) -> RolloutResult:
+        old, new = self.baseline.version, self.candidate.version
+        self.decide(f"deployment started: version {old} -> {new}, {describe(self.policy)}")
+
+        verdict = self._pre_traffic_hook()
+        if not verdict.passed:
+            reason = f"pre-traffic hook failed: {', '.join(verdict.failing())}"
+            self.decide(f"{reason}; version {new} gets no traffic")
+            return RolloutResult("blocked", reason, self.clock.now(), verdict)
+        self.decide(f"pre-traffic hook passed ({len(self.cases)} acceptance cases, {verdict.criteria[-1].measured})")
+
+        start = self.clock.now()
+        for minute, percent in self.policy.schedule():
+            stopped = self._watch_until(start + minute * 60)
+            if stopped:
+                return self._roll_back(stopped, verdict)
+            self.alias.shift(new, percent / 100)
+            self.decide(f"alias live: {100 - percent}% version {old}, {percent}% version {new}")
+
+        stopped = self._watch_until(self.clock.now())
+        if stopped:
+            return self._roll_back(stopped, verdict)
+        served = posttraffic.check_alias(
+            {"NEW_VERSION_ARN": f"local:{new}", "MODEL_NAME": self.model}, _AliasAsLambda(self.alias)
+        )
+        if served != [new] * posttraffic.PROBES:
+            return self._roll_back(f"post-traffic hook failed: the alias answered with versions {served}", verdict)
+        self.decide(f"post-traffic hook passed: the alias answers with version {new}; deployment succeeded")
+        return RolloutResult("promoted", "all hooks passed and no alarm fired", self.clock.now(), verdict)
+
+    def _pre_traffic_hook(self) -> Verdict:
+        """The acceptance gate on the new version, invoked directly (never through the alias)."""
+        metadata = self.baseline.invoke(rest_proxy_event("GET", f"/v2/models/{self.model}")).response
+        baseline = json.loads(response_body(metadata)) if metadata.get("statusCode") == 200 else None
+
+        def invoke(event: dict[str, Any]) -> dict[str, Any]:
+            invocation = self.candidate.invoke(event)
+            # The hook's requests reach the new version's metrics too, as they would in CloudWatch.
+            self.alias.store.add(emf_datapoints(invocation.logs, self.clock.now()))
+            return invocation.response
+
+        self.decide(f"pre-traffic hook: acceptance gate on version {self.candidate.version}")
+        return evaluate(self.model, invoke, self.cases, self.criteria, baseline_metadata=baseline)
+
+    def _watch_until(self, until: float) -> str | None:
+        """Evaluate the alarms until rehearsed time ``until``; the reason to stop, if any."""
+        while True:
+            now = self.clock.now()
+            for alarm in self.alarms:
+                if alarm.evaluate(now) == "ALARM":
+                    return f"alarm {alarm.name} in ALARM: {alarm.history[-1].reason}"
+            if self.stop.is_set():
+                return "deployment stopped by the operator"
+            if now >= until:
+                return None
+            self.clock.sleep_until(min(until, now + 5), self.stop)
+
+    def _roll_back(self, reason: str, verdict: Verdict) -> RolloutResult:
+        self.alias.point_to(self.baseline.version)
+        self.decide(f"{reason}; rolled back: alias live is 100% version {self.baseline.version}")
+        return RolloutResult("rolled_back", reason, self.clock.now(), verdict)
+
+
+def describe(policy: RolloutPolicy) -> str:
+    if policy.kind == "all_at_once":
+        return "all at once"
+    if policy.kind == "canary":
+        return f"canary {policy.percentage}% for {policy.interval_minutes} min"
+    return f"linear {policy.percentage}% every {policy.interval_minutes} min"

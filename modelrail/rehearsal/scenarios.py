@@ -1,0 +1,143 @@
+"""Rehearsal scenarios: one rollout each, from a baseline version to a candidate, under live traffic.
+
+The default set, on the sample model and the production spec, shows the three ways a rollout ends: a good
+version promoted, a version blocked by the acceptance gate, and a version that passes the gate but fails on
+part of real traffic, rolled back by the canary's alarms.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infra.bundle import ModelBundle
+from infra.spec import EnvironmentSpec
+from modelrail.local.environment import LocalCloud
+from modelrail.local.gateway import LocalGateway
+
+from .alarms import AlarmEvaluator
+from .alias import WeightedAlias
+from .clock import RehearsalClock
+from .controller import DeploymentController, describe
+from .metrics import MetricStore
+from .traffic import LoadGenerator, RequestMix
+from .view import RehearsalView
+
+ROOT = Path(__file__).resolve().parents[2]
+CANDIDATES = ROOT / "models" / "iris-candidates"
+DEFAULT_TIME_SCALE = 10.0
+WARM_UP_S = 30.0  # rehearsed seconds of baseline-only traffic before the deployment starts
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    baseline: Path
+    candidate: Path
+    expected: str | None = None  # the outcome the default set expects; None for the user's own rollout
+
+
+def default_scenarios() -> list[Scenario]:
+    baseline = ROOT / "models" / "iris"
+    return [
+        Scenario("good new version", baseline, CANDIDATES / "retrained", "promoted"),
+        Scenario("fails acceptance", baseline, CANDIDATES / "shuffled", "blocked"),
+        Scenario("fails on real traffic", baseline, CANDIDATES / "nan-tail", "rolled_back"),
+    ]
+
+
+def run_scenario(
+    scenario: Scenario,
+    environment: EnvironmentSpec,
+    cloud: LocalCloud,
+    view: RehearsalView,
+    *,
+    time_scale: float = DEFAULT_TIME_SCALE,
+    rate: float = 40.0,
+    replay: list[dict[str, Any]] | None = None,
+    stop: threading.Event | None = None,
+) -> dict[str, Any]:
+    baseline_bundle = ModelBundle.load(scenario.baseline)
+    candidate_bundle = ModelBundle.load(scenario.candidate)
+    model = baseline_bundle.name
+    if candidate_bundle.name != model:
+        raise ValueError(f"the candidate is model {candidate_bundle.name!r} but the baseline is {model!r}")
+    function_name = f"modelrail-{environment.name}-{model}"
+
+    baseline = cloud.start_worker(cloud.deploy(baseline_bundle), "1")
+    candidate = cloud.start_worker(cloud.deploy(candidate_bundle), "2")
+    clock = RehearsalClock(time_scale)
+    store = MetricStore()
+    alias = WeightedAlias(function_name, clock, store)
+    alias.add_version(baseline)
+    alias.add_version(candidate)
+    alias.point_to(baseline.version)
+    alarms = [
+        AlarmEvaluator(definition, store, model, function_name, candidate.version)
+        for definition in environment.alarm_definitions()
+        if definition.stops_rollout
+    ]
+    mix = RequestMix(baseline_bundle.acceptance_cases(), replay or ())
+    gateway = LocalGateway({model: alias}).start()
+    load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
+    view.begin(scenario.name, alias, alarms, clock)
+    try:
+        clock.sleep_until(WARM_UP_S, stop)
+        controller = DeploymentController(
+            model=model,
+            alias=alias,
+            baseline=baseline,
+            candidate=candidate,
+            cases=candidate_bundle.acceptance_cases(),
+            criteria=candidate_bundle.settings.acceptance,
+            policy=environment.rollout,
+            alarms=alarms,
+            clock=clock,
+            decide=view.decision,
+            stop=stop,
+        )
+        result = controller.run()
+    finally:
+        load.stop()
+        view.end()
+        gateway.stop()
+        baseline.stop()
+        candidate.stop()
+
+    stats = alias.stats.get(candidate.version)
+    first = stats.first_request_at if stats else None
+    return {
+        "name": scenario.name,
+        "baseline": str(scenario.baseline),
+        "candidate": str(scenario.candidate),
+        "policy": {
+            "environment": environment.name,
+            "description": describe(environment.rollout),
+            **environment.rollout.model_dump(exclude_none=True),
+        },
+        "outcome": result.outcome,
+        "expected": scenario.expected,
+        "as_expected": scenario.expected is None or result.outcome == scenario.expected,
+        "reason": result.reason,
+        "requests": {
+            version: {"total": s.total, "errors": s.errors, "client_errors": s.client_errors}
+            for version, s in sorted(alias.stats.items())
+        },
+        "candidate_served": stats.total if stats else 0,
+        "candidate_share": round((stats.total if stats else 0) / max(1, sum(s.total for s in alias.stats.values())), 4),
+        "candidate_failed": stats.errors if stats else 0,
+        "decided_after_s": round(result.decided_at - first, 1) if first is not None else None,
+        "alarms": [
+            {
+                "name": a.name,
+                "final_state": a.state,
+                "fired_at_s": round(a.fired_at() - first, 1)
+                if a.fired_at() is not None and first is not None
+                else None,
+            }
+            for a in alarms
+        ],
+        "acceptance": result.verdict.to_dict() if result.verdict else None,
+    }

@@ -1,0 +1,120 @@
+"""The rehearsal's terminal view: alias weights, traffic by version, alarm states and the controller's
+decisions, live (rich) on a terminal, as plain lines otherwise."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .alarms import AlarmEvaluator
+from .alias import WeightedAlias
+from .clock import RehearsalClock
+
+STATE_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
+
+
+class RehearsalView:
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.live_mode = self.console.is_terminal
+        self.title = ""
+        self.alias: WeightedAlias | None = None
+        self.alarms: list[AlarmEvaluator] = []
+        self.clock: RehearsalClock | None = None
+        self.decisions: list[str] = []
+        self._live: Live | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_status = -1
+
+    def begin(self, title: str, alias: WeightedAlias, alarms: list[AlarmEvaluator], clock: RehearsalClock) -> None:
+        self.title, self.alias, self.alarms, self.clock = title, alias, alarms, clock
+        self.decisions = []
+        self._last_status = -1
+        self._stop.clear()
+        self.console.rule(f"[bold]{title}")
+        if self.live_mode:
+            self._live = Live(self.render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
+
+    def end(self) -> None:
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join()
+        if self._live:
+            self._live.update(self.render())
+            self._live.stop()
+            self._live = None
+        else:
+            self._status_line()
+
+    def decision(self, time: float, message: str) -> None:
+        line = f"[t={time:7.1f}s] {message}"
+        self.decisions.append(line)
+        if not self.live_mode:
+            self.console.print(line, highlight=False, markup=False)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.25):
+            if self._live:
+                self._live.update(self.render())
+            elif self.clock and self.alarms:
+                period = self.alarms[0].definition.period_seconds
+                current = int(self.clock.now() // period)
+                if current != self._last_status:
+                    self._last_status = current
+                    self._status_line()
+
+    def _status_line(self) -> None:
+        if not self.alias or not self.clock:
+            return
+        weights = ", ".join(f"v{v} {w:.0%}" for v, w in self.alias.weights().items())
+        traffic = "; ".join(f"v{v} {s.total} req {s.errors} err" for v, s in sorted(self.alias.stats.items()))
+        alarms = ", ".join(f"{a.name} {a.state}" for a in self.alarms)
+        self.console.print(
+            f"  [t={self.clock.now():7.1f}s] alias {weights} | {traffic} | {alarms}",
+            highlight=False,
+            markup=False,
+            style="dim",
+        )
+
+    def render(self) -> Any:
+        assert self.alias is not None
+        assert self.clock is not None
+        weights = self.alias.weights()
+        versions = Table(title=f"{self.title}: t = {self.clock.now():.0f} s rehearsed (x{self.clock.scale:g})")
+        for column in ("version", "weight", "requests", "errors (5xx)", "client errors", "p50 ms"):
+            versions.add_column(column, justify="right")
+        for version, stats in sorted(self.alias.stats.items()):
+            p50 = statistics.median(stats.latencies_ms[-200:]) if stats.latencies_ms else 0.0
+            versions.add_row(
+                version,
+                f"{weights.get(version, 0):.0%}",
+                str(stats.total),
+                str(stats.errors),
+                str(stats.client_errors),
+                f"{p50:.2f}",
+            )
+        alarms = Table(title="rollout alarms on the new version")
+        for column in ("alarm", "state", "latest periods", "threshold"):
+            alarms.add_column(column)
+        for alarm in self.alarms:
+            values = ", ".join("-" if v is None else f"{v:.3g}" for v in alarm.last_values) or "-"
+            d = alarm.definition
+            rule = f"{d.comparison_operator.replace('Threshold', '')} {d.threshold:g}"
+            alarms.add_row(
+                alarm.name,
+                Text(alarm.state, style=STATE_STYLE[alarm.state]),
+                values,
+                f"{rule} ({d.datapoints_to_alarm} of {d.evaluation_periods})",
+            )
+        decisions = Text("\n".join(self.decisions[-8:]) or "waiting for the deployment...")
+        return Group(versions, alarms, decisions)
