@@ -119,14 +119,13 @@ class AcceptanceHooks(Construct):
         architecture: str,
     ) -> None:
         super().__init__(scope, id_)
-        common = {"layer": layer, "architecture": architecture, "model_name": model.name}
+        self._layer, self._architecture, self._model_name = layer, architecture, model.name
         self.pre_traffic = self._hook(
             "PreTraffic",
             handler=PRE_TRAFFIC_HANDLER,
             description=f"modelrail acceptance gate (pre-traffic): model {model.name}",
             environment=model.hook_environment(new_version_arn=version.function_arn, acceptance_uri=acceptance_uri),
             timeout=Duration.minutes(10),
-            **common,
         )
         self.post_traffic = self._hook(
             "PostTraffic",
@@ -134,7 +133,6 @@ class AcceptanceHooks(Construct):
             description=f"modelrail alias check (post-traffic): model {model.name}",
             environment={"MODEL_NAME": model.name, "NEW_VERSION_ARN": version.function_arn, "ALIAS_NAME": ALIAS_NAME},
             timeout=Duration.minutes(2),
-            **common,
         )
         # The gate invokes the new version, and the version the alias serves now for its signature (any
         # version number of this one function: "<function ARN>:*"); it reads the alias to find that version.
@@ -164,9 +162,6 @@ class AcceptanceHooks(Construct):
         description: str,
         environment: dict[str, str],
         timeout: Duration,
-        layer: lambda_.ILayerVersion,
-        architecture: str,
-        model_name: str,
     ) -> lambda_.Function:
         scope = Construct(self, id_)
         log_group = logs.LogGroup(
@@ -176,17 +171,17 @@ class AcceptanceHooks(Construct):
             scope,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"modelrail {id_} hook for model {model_name}",
+            description=f"modelrail {id_} hook for model {self._model_name}",
         )
         function = lambda_.Function(
             scope,
             "Function",
             description=description,
             runtime=RUNTIME,
-            architecture=ARCHITECTURES[architecture],
+            architecture=ARCHITECTURES[self._architecture],
             handler=handler,
             code=functions_code(without="inference"),
-            layers=[layer],
+            layers=[self._layer],
             timeout=timeout,
             memory_size=1024,
             role=role,

@@ -208,6 +208,17 @@ def test_alarm_values_and_states_follow_cloudwatch() -> None:
     assert not latency.breaches(500)
 
 
+def test_missing_data_policies_other_than_not_breaching() -> None:
+    rate = definitions()["model-error-rate"]  # 2 of 3
+    ignoring = rate.model_copy(update={"treat_missing_data": "ignore"})
+    assert ignoring.state([None, None, None], current="ALARM") == "ALARM"  # keeps its state
+    assert ignoring.state([None, 2.0, 3.0]) == "ALARM"
+    missing = rate.model_copy(update={"treat_missing_data": "missing"})
+    assert missing.state([None, None, None], current="OK") == "INSUFFICIENT_DATA"
+    breaching = rate.model_copy(update={"treat_missing_data": "breaching"})
+    assert breaching.state([None, 0.0, None]) == "ALARM"  # two missing periods count as bad
+
+
 def test_alarm_definition_consistency_is_checked() -> None:
     with pytest.raises(ValueError, match="unknown metric ids"):
         AlarmDefinition(
