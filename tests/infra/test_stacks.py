@@ -387,11 +387,12 @@ def test_invoke_url_is_an_output(environment: tuple[str, dict[str, Any]]) -> Non
     assert "InferUrliris" in template["Outputs"]
 
 
-def test_api_key_mode_and_tracing(synth: Any) -> None:
+def test_api_key_mode_tracing_and_concurrency(synth: Any) -> None:
     from tests.infra.conftest import CDK_CONTEXT, context_with
 
     production = CDK_CONTEXT["modelrail"]["environments"]["production"]
-    production = {**production, "function": {**production["function"], "tracing": True}}
+    function_settings = {"tracing": True, "reserved_concurrency": 20, "provisioned_concurrency": 2}
+    production = {**production, "function": {**production["function"], **function_settings}}
     keyed = {
         **production,
         "api": {"auth": "api_key", "throttle_rate_limit": 5, "throttle_burst_limit": 10, "quota_per_day": 1000},
@@ -413,6 +414,10 @@ def test_api_key_mode_and_tracing(synth: Any) -> None:
     assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= granted
     (stage,) = resources(template, "AWS::ApiGateway::Stage").values()
     assert stage["Properties"]["TracingEnabled"] is True
+    # concurrency: reserved on the function, provisioned on the alias live (which CodeDeploy shifts)
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 20
+    _, alias = live_alias(template)
+    assert alias["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------
