@@ -232,3 +232,16 @@ def test_alarm_definition_consistency_is_checked() -> None:
             evaluation_periods=1,
             datapoints_to_alarm=1,
         )
+
+
+def test_make_synth_reports_an_invalid_spec_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import app
+
+    def invalid(*_: Any, **__: Any) -> None:
+        parse_spec(spec_with("environments.production.rollout.kind", "yolo"))
+
+    monkeypatch.setattr(app, "create_app", invalid)
+    assert app.main() == 2
+    assert "modelrail: cdk.json: invalid deployment spec" in capsys.readouterr().err
