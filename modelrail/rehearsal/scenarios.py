@@ -128,16 +128,12 @@ def run_scenario(
         "candidate_served": stats.total if stats else 0,
         "candidate_share": round((stats.total if stats else 0) / max(1, sum(s.total for s in alias.stats.values())), 4),
         "candidate_failed": stats.errors if stats else 0,
-        "decided_after_s": round(result.decided_at - first, 1) if first is not None else None,
-        "alarms": [
-            {
-                "name": a.name,
-                "final_state": a.state,
-                "fired_at_s": round(a.fired_at() - first, 1)
-                if a.fired_at() is not None and first is not None
-                else None,
-            }
-            for a in alarms
-        ],
+        "decided_after_s": _since(first, result.decided_at),
+        "alarms": [{"name": a.name, "final_state": a.state, "fired_at_s": _since(first, a.fired_at())} for a in alarms],
         "acceptance": result.verdict.to_dict() if result.verdict else None,
     }
+
+
+def _since(first: float | None, moment: float | None) -> float | None:
+    """Rehearsed seconds from the candidate's first user request to ``moment`` (None if either never came)."""
+    return round(moment - first, 1) if first is not None and moment is not None else None

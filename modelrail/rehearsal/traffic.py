@@ -132,7 +132,8 @@ class LoadGenerator:
     """``rate`` requests per second (wall clock) from ``threads`` clients until stopped."""
 
     def __init__(self, url: str, model: str, mix: RequestMix, *, rate: float = 40.0, threads: int = 4) -> None:
-        self.address = urlsplit(url)
+        address = urlsplit(url)
+        self.host, self.port = address.hostname or "127.0.0.1", address.port
         self.path = f"/v2/models/{model}/infer"
         self.mix = mix
         self.rate = rate
@@ -157,7 +158,7 @@ class LoadGenerator:
 
     def _run(self, index: int) -> None:
         interval = self.threads / self.rate
-        connection = http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=30)
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
         next_at = time.monotonic() + index * interval / self.threads
         while not self._stop.is_set():
             delay = next_at - time.monotonic()
@@ -174,5 +175,5 @@ class LoadGenerator:
                 with self._lock:
                     self.failed_to_send += 1
                 connection.close()
-                connection = http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=30)
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
         connection.close()
