@@ -2,7 +2,8 @@
 
 Metrics (EMF, namespace ``modelrail``, dimensions ModelName and ModelVersion) are what the rollout alarms
 watch: Requests, ClientErrors, ModelErrors, NonFiniteOutputs, Unavailable, RequestLatency, ModelLatency, Rows,
-ColdStart. Only inference requests count, so health checks never dilute a version's error rate.
+ColdStart; with data capture on, CapturedRecords and CaptureDropped. Only inference requests count, so health
+checks never dilute a version's error rate.
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ def _infer(name: str, version: str | None, v1: bool) -> Response:
     outcome.inference = True
     event = app.current_event
     document, binary = service.infer(
-        outcome, name, version, event.body, is_base64=bool(event.is_base64_encoded), headers=event.headers, v1=v1
+        outcome,
+        name,
+        version,
+        event.body,
+        is_base64=bool(event.is_base64_encoded),
+        headers=event.headers,
+        v1=v1,
+        request_id=event.request_context.request_id,
     )
     if binary is None:
         return _json(document)
@@ -182,6 +190,12 @@ def _record(outcome: Outcome, elapsed_ms: float) -> None:
         metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=outcome.rows)
     if outcome.model_ms is not None:
         metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=outcome.model_ms)
+    if service.capture is not None:
+        captured, dropped = service.capture.take_counts()
+        if captured:
+            metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=captured)
+        if dropped:
+            metrics.add_metric(name="CaptureDropped", unit=MetricUnit.Count, value=dropped)
 
 
 @metrics.log_metrics

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import protocol
+from .capture import DataCapture
 from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound, UnsupportedMediaType
 from .model import ModelLoadError, OnnxModel
 from .store import ArtifactError, ModelStore, S3Client, is_sha256, parse_s3_uri
@@ -37,6 +38,9 @@ class Settings(BaseModel):
     max_batch_rows: int = Field(1024, ge=1, alias="MAX_BATCH_ROWS")
     cache_dir: Path = Field(Path("/tmp/modelrail-models"), alias="MODEL_CACHE_DIR")
     intra_op_threads: int | None = Field(None, ge=1, alias="ORT_INTRA_OP_THREADS")
+    capture_stream: str | None = Field(None, min_length=1, alias="CAPTURE_STREAM")
+    capture_sample_rate: float = Field(0.05, ge=0.0, le=1.0, alias="CAPTURE_SAMPLE_RATE")
+    capture_exclude_inputs: str = Field("", alias="CAPTURE_EXCLUDE_INPUTS")
 
     @field_validator("model_uri")
     @classmethod
@@ -81,12 +85,14 @@ class InferenceService:
         model: OnnxModel | None = None,
         failure: str | None = None,
         sha256: str | None = None,
+        capture: DataCapture | None = None,
     ) -> None:
         self.name = name
         self.version = version
         self.model = model
         self.failure = failure
         self.sha256 = sha256
+        self.capture = capture
 
     @classmethod
     def from_environment(
@@ -110,7 +116,16 @@ class InferenceService:
             ).load()
         except (ArtifactError, ModelLoadError) as exc:
             return cls(settings.model_name, settings.model_version, failure=str(exc), sha256=settings.model_sha256)
-        return cls(settings.model_name, settings.model_version, model, sha256=settings.model_sha256)
+        capture = None
+        if settings.capture_stream:
+            capture = DataCapture(
+                settings.capture_stream,
+                model=settings.model_name,
+                version=settings.model_version,
+                sample_rate=settings.capture_sample_rate,
+                exclude_inputs=[n.strip() for n in settings.capture_exclude_inputs.split(",") if n.strip()],
+            )
+        return cls(settings.model_name, settings.model_version, model, sha256=settings.model_sha256, capture=capture)
 
     @property
     def ready(self) -> bool:
@@ -155,6 +170,7 @@ class InferenceService:
         is_base64: bool = False,
         headers: Mapping[str, str] | None = None,
         v1: bool = False,
+        request_id: str | None = None,
     ) -> tuple[dict[str, Any], bytes | None]:
         """The response document, and binary tensor data to append when the client asked for it."""
         headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -179,6 +195,8 @@ class InferenceService:
         except ApiError as exc:
             outcome.kind = _kind_of(exc)
             raise
+        if self.capture is not None:
+            self.capture.offer(request_id, request.feeds, results)
         if v1:
             return protocol.encode_v1(results), None
         return protocol.encode_v2(model, request, results)
