@@ -9,6 +9,10 @@ sample's acceptance set and settings:
 - nan-tail: the sample model, except that it outputs NaN probabilities for flowers with petals longer than
   6.0 cm. The acceptance set's longest petal is 5.9 cm, so it passes the gate and then fails on that part of
   real traffic: what only the canary's alarms can catch.
+- skewed: the sample model with the versicolor intercept raised, so it calls many more flowers versicolor; its
+  acceptance set was regenerated from its own answers (a team testing a model against itself). It passes its
+  gate with the same errors and latency as the baseline; only comparing its predictions with the baseline's on
+  the same traffic (the canary analysis) shows it.
 """
 
 from __future__ import annotations
@@ -73,11 +77,41 @@ def nan_tail(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def write(name: str, model: onnx.ModelProto, description: str) -> None:
+def skewed(model: onnx.ModelProto, shift: float = 3.0) -> onnx.ModelProto:
+    """Raise class 1's intercept in the LinearClassifier by ``shift``."""
+    classifier = next(n for n in model.graph.node if n.op_type == "LinearClassifier")
+    intercepts = next(a for a in classifier.attribute if a.name == "intercepts")
+    intercepts.floats[1] += shift
+    model.doc_string += f" (versicolor intercept +{shift})"
+    return model
+
+
+def own_acceptance_set(model: onnx.ModelProto) -> str:
+    """The sample's acceptance inputs with ``model``'s own answers as the expectation."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    lines = []
+    for line in (HERE / "acceptance.jsonl").read_text().splitlines():
+        case = json.loads(line)
+        features = np.array(case["inputs"][0]["data"], dtype=np.float32).reshape(1, 4)
+        label, probabilities = session.run(None, {"float_input": features})
+        case["expected"] = {
+            "output_label": [int(label[0])],
+            "output_probability": [{str(k): round(float(v), 6) for k, v in probabilities[0].items()}],
+        }
+        lines.append(json.dumps(case))
+    return "\n".join(lines) + "\n"
+
+
+def write(name: str, model: onnx.ModelProto, description: str, acceptance: str | None = None) -> None:
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(model.SerializeToString())
-    shutil.copy(HERE / "acceptance.jsonl", folder / "acceptance.jsonl")
+    if acceptance is None:
+        shutil.copy(HERE / "acceptance.jsonl", folder / "acceptance.jsonl")
+    else:
+        (folder / "acceptance.jsonl").write_text(acceptance)
     settings = json.loads((HERE / "modelrail.json").read_text())
     settings.update(name="iris", description=description)
     (folder / "modelrail.json").write_text(json.dumps(settings, indent=4) + "\n")
@@ -100,6 +134,8 @@ def main() -> None:
         nan_tail(onnx.load(HERE / "model.onnx")),
         f"iris that emits NaN for petals longer than {PETAL_LIMIT_CM} cm",
     )
+    tilted = skewed(onnx.load(HERE / "model.onnx"))
+    write("skewed", tilted, "iris that calls many more flowers versicolor", own_acceptance_set(tilted))
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} under {OUT}")
 
 
