@@ -211,6 +211,11 @@ class AlarmThresholds(_Spec):
     function_error_rate_percent: float = Field(default=1.0, ge=0, le=100, description="Lambda Errors/Invocations")
     throttle_rate_percent: float = Field(default=1.0, ge=0, le=100, description="Throttles/(Invocations+Throttles)")
     p99_latency_ms: float = Field(default=1000.0, gt=0, description="budget for RequestLatency p99 (milliseconds)")
+    prediction_divergence: float = Field(
+        default=0.25,
+        gt=0,
+        description="canary analysis: PSI of the new version's predictions against the old one's, same traffic",
+    )
     period_seconds: Literal[10, 30, 60, 120, 300] = 60
     evaluation_periods: int = Field(default=3, ge=1, le=60)
     datapoints_to_alarm: int = Field(default=2, ge=1, le=60)
@@ -285,6 +290,16 @@ class AlarmThresholds(_Spec):
                 threshold=self.p99_latency_ms,
                 **common,
             ),
+            AlarmDefinition(
+                name="prediction-divergence",
+                description=(
+                    "Canary analysis: how far the new version's predictions are from the old version's on the same "
+                    "traffic window (population stability index), published by the monitor from captured data."
+                ),
+                metrics=(q("divergence", model, "PredictionDivergence", "Maximum"),),
+                threshold=self.prediction_divergence,
+                **common,
+            ),
         )
 
 
@@ -347,6 +362,43 @@ class EnvironmentSpec(_Spec):
 
     def alarm_definitions(self) -> tuple[AlarmDefinition, ...]:
         return self.alarms.definitions()
+
+
+# --- hotfix --------------------------------------------------------------------------------------------------
+
+HOTFIX_CONTEXT_KEY = "modelrail.hotfix"
+HOTFIX_CONFIG_SUFFIX = "-hotfix"  # the custom deployment config's name ends so: `history` tells hotfixes by it
+
+
+class Hotfix(_Spec):
+    """One deploy that shifts traffic all at once (the acceptance gate still runs), asked for with a reason.
+
+    A deploy-time flag, never part of cdk.json: ``cdk deploy modelrail-production -c modelrail.hotfix="why"``.
+    The next deploy without the flag returns the deployment group to the environment's rollout policy.
+    """
+
+    reason: str = Field(min_length=8, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    requested_by: str = "unknown"
+
+    @field_validator("reason")
+    @classmethod
+    def _a_reason(cls, value: str) -> str:
+        if value.strip().lower() in ("true", "yes", "1", "on", "hotfix"):
+            raise ValueError("give the reason for the hotfix, not a switch, e.g. -c modelrail.hotfix='NaN on long rows'")
+        return value.strip()
+
+
+def parse_hotfix(value: Any, *, requested_by: str = "unknown") -> Hotfix | None:
+    """The hotfix asked for by ``-c modelrail.hotfix=<reason>``, None without the flag; errors name the flag."""
+    if value is None or value is False or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SpecError(f"context {HOTFIX_CONTEXT_KEY}: expected the reason as text (got {value!r})")
+    try:
+        return Hotfix(reason=value, requested_by=requested_by)
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise SpecError(f"context {HOTFIX_CONTEXT_KEY}: {problems} (got {value!r})") from None
 
 
 # --- models --------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ class WeightedAlias:
         self.stats: dict[str, VersionStats] = defaultdict(VersionStats)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self.observers: list[Callable[[str, float, dict[str, Any]], None]] = []
 
     def add_version(self, worker: LambdaWorker) -> None:
         self.workers[worker.version] = worker
@@ -86,4 +88,6 @@ class WeightedAlias:
             stats.errors += status >= 500
             stats.client_errors += 400 <= status < 500
             stats.latencies_ms.append(invocation.duration_ms)
+        for observe in self.observers:
+            observe(version, now, invocation.response)
         return invocation

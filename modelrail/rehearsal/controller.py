@@ -24,6 +24,7 @@ from modelrail.local.worker import LambdaWorker
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias
+from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .metrics import emf_datapoints
 
@@ -64,6 +65,7 @@ class DeploymentController:
         clock: RehearsalClock,
         decide: Callable[[float, str], None],
         stop: threading.Event | None = None,
+        canary: CanaryAnalysis | None = None,
     ) -> None:
         self.model = model
         self.alias = alias
@@ -76,6 +78,7 @@ class DeploymentController:
         self.clock = clock
         self._decide = decide
         self.stop = stop or threading.Event()
+        self.canary = canary
 
     def decide(self, message: str) -> None:
         self._decide(self.clock.now(), message)
@@ -128,6 +131,8 @@ class DeploymentController:
         """Evaluate the alarms until rehearsed time ``until``; the reason to stop, if any."""
         while True:
             now = self.clock.now()
+            if self.canary is not None:
+                self.canary.publish(now)
             for alarm in self.alarms:
                 if alarm.evaluate(now) == "ALARM":
                     return f"alarm {alarm.name} in ALARM: {alarm.history[-1].reason}"

@@ -19,6 +19,7 @@ from modelrail.local.gateway import LocalGateway
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias
+from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .controller import DeploymentController, describe
 from .metrics import MetricStore
@@ -45,6 +46,7 @@ def default_scenarios() -> list[Scenario]:
         Scenario("good new version", baseline, CANDIDATES / "retrained", "promoted"),
         Scenario("fails acceptance", baseline, CANDIDATES / "shuffled", "blocked"),
         Scenario("fails on real traffic", baseline, CANDIDATES / "nan-tail", "rolled_back"),
+        Scenario("predictions diverge", baseline, CANDIDATES / "skewed", "rolled_back"),
     ]
 
 
@@ -79,6 +81,11 @@ def run_scenario(
         for definition in environment.alarm_definitions()
         if definition.stops_rollout
     ]
+    divergence = next((d for d in alarms if d.name == "prediction-divergence"), None)
+    canary = CanaryAnalysis(
+        store, model, baseline.version, candidate.version, divergence.definition.period_seconds if divergence else 60
+    )
+    alias.observers.append(canary.observe)
     mix = RequestMix(baseline_bundle.acceptance_cases(), replay or ())
     gateway = LocalGateway({model: alias}).start()
     load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
@@ -97,6 +104,7 @@ def run_scenario(
             clock=clock,
             decide=view.decision,
             stop=stop,
+            canary=canary,
         )
         result = controller.run()
     finally:
@@ -130,6 +138,7 @@ def run_scenario(
         "candidate_failed": stats.errors if stats else 0,
         "decided_after_s": _since(first, result.decided_at),
         "alarms": [{"name": a.name, "final_state": a.state, "fired_at_s": _since(first, a.fired_at())} for a in alarms],
+        "prediction_divergence": round(canary.latest, 4) if canary.latest is not None else None,
         "acceptance": result.verdict.to_dict() if result.verdict else None,
     }
 

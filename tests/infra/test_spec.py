@@ -172,7 +172,14 @@ def definitions(environment: str = "production") -> dict[str, AlarmDefinition]:
 
 def test_every_rollout_alarm_is_a_version_scoped_rate_or_budget_with_missing_data_not_breaching() -> None:
     alarms = definitions()
-    assert set(alarms) == {"model-error-rate", "non-finite-rate", "function-error-rate", "throttle-rate", "latency-p99"}
+    assert set(alarms) == {
+        "model-error-rate",
+        "non-finite-rate",
+        "function-error-rate",
+        "throttle-rate",
+        "latency-p99",
+        "prediction-divergence",
+    }
     for alarm in alarms.values():
         assert alarm.treat_missing_data == "notBreaching"
         assert alarm.stops_rollout

@@ -186,7 +186,7 @@ def test_deployment_group_rolls_back_on_failure_stop_and_every_alarm(environment
     watched = [a["Name"] for a in props["AlarmConfiguration"]["Alarms"]]
     assert props["AlarmConfiguration"]["Enabled"] is True
     assert sorted(w["Ref"] for w in watched) == sorted(resources(template, "AWS::CloudWatch::Alarm"))
-    assert len(watched) == 5
+    assert len(watched) == 6
 
 
 def _alarm_dimensions(alarm: dict[str, Any]) -> list[list[dict[str, Any]]]:

@@ -1,0 +1,80 @@
+"""CanaryAnalysis: the new version's predictions against the old version's on the same traffic.
+
+At the end of each alarm period it publishes PredictionDivergence for the new version: the population
+stability index of its predictions against the old version's, over every answer both gave since the new
+version's first request (at least ``min_rows`` rows on the new side, else no datapoint: an idle canary is
+not judged). The prediction-divergence alarm of the spec reads it like any other metric, and the monitor
+function publishes the same figure from captured data in AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from functions.monitor.capture import tensor_columns
+from functions.monitor.stats import Column, compare, profile
+from infra.spec import METRICS_NAMESPACE
+
+from .metrics import Datapoint, MetricStore
+
+
+class CanaryAnalysis:
+    def __init__(
+        self, store: MetricStore, model: str, baseline: str, candidate: str, period_s: float, min_rows: int = 50
+    ) -> None:
+        self.store = store
+        self.model = model
+        self.baseline = baseline
+        self.candidate = candidate
+        self.period_s = period_s
+        self.min_rows = min_rows
+        self.latest: float | None = None
+        self._answers: dict[str, list[tuple[float, dict[str, Column]]]] = {baseline: [], candidate: []}
+        self._lock = threading.Lock()
+        self._published_until = 0.0
+
+    def observe(self, version: str, time: float, response: dict[str, Any]) -> None:
+        """Keep the predictions of one successful inference answer."""
+        if version not in self._answers or response.get("statusCode") != 200:
+            return
+        body = response.get("body") or ""
+        if response.get("isBase64Encoded") or '"outputs"' not in body:
+            return
+        columns, _ = tensor_columns(json.loads(body)["outputs"], outputs=True)
+        with self._lock:
+            self._answers[version].append((time, columns))
+
+    def divergence(self, since: float, until: float) -> float | None:
+        """Max PSI over the prediction outputs, new version against old, for answers in [since, until)."""
+        with self._lock:
+            old = [c for t, c in self._answers[self.baseline] if since <= t < until]
+            new = [c for t, c in self._answers[self.candidate] if since <= t < until]
+        if not old or not new:
+            return None
+        worst: float | None = None
+        for name in old[0]:
+            old_values = [v for c in old if name in c for v in c[name].values]
+            new_values = [v for c in new if name in c for v in c[name].values]
+            if len(new_values) < self.min_rows or not old_values:
+                continue
+            value = compare(profile(Column(old[0][name].kind, old_values)), new_values).psi
+            worst = value if worst is None else max(worst, value)
+        return worst
+
+    def publish(self, now: float) -> None:
+        """PredictionDivergence for each alarm period that ended since the last call."""
+        while self._published_until + self.period_s <= now:
+            self._published_until += self.period_s
+            with self._lock:
+                first = min((t for t, _ in self._answers[self.candidate]), default=None)
+            if first is None:
+                continue
+            value = self.divergence(first, self._published_until)
+            if value is None:
+                continue
+            self.latest = value
+            dimensions = frozenset({("ModelName", self.model), ("ModelVersion", self.candidate)})
+            stamp = self._published_until - 1e-6  # inside the period that just ended
+            self.store.add([Datapoint(stamp, METRICS_NAMESPACE, "PredictionDivergence", dimensions, value)])
