@@ -129,7 +129,7 @@ def test_alarm_during_canary_rolls_back(cloud: LocalCloud, tmp_path: Path) -> No
     rollout.fail_after("10% version 2")
     result = rollout.run()
     assert result.outcome == "rolled_back"
-    assert result.reason.startswith("alarm model-error-rate in ALARM: [50]")
+    assert result.reason.startswith("alarm model-error-rate in ALARM")
     assert rollout.alias.weights() == {"1": 1.0}
     assert not any("100% version 2" in d for d in rollout.decisions)
 
