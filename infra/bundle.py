@@ -21,6 +21,7 @@ from functions.acceptance.gate import AcceptanceCase, AcceptanceSetError, parse_
 
 MODEL_FILE = "model.onnx"
 ACCEPTANCE_FILE = "acceptance.jsonl"
+BASELINE_FILE = "baseline.json"
 SETTINGS_FILE = "modelrail.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
@@ -88,6 +89,12 @@ class ModelBundle:
     @property
     def acceptance_path(self) -> Path | None:
         path = self.root / ACCEPTANCE_FILE if self.root.is_dir() else None
+        return path if path and path.is_file() else None
+
+    @property
+    def baseline_path(self) -> Path | None:
+        """``baseline.json``: the reference data's statistics for drift monitoring (``modelrail baseline``)."""
+        path = self.root / BASELINE_FILE if self.root.is_dir() else None
         return path if path and path.is_file() else None
 
     def acceptance_cases(self) -> list[AcceptanceCase]:

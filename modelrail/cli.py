@@ -69,6 +69,42 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     return rehearse(args)
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .monitor import MonitorError, write_baseline
+
+    bundle = ModelBundle.load(args.bundle)
+    try:
+        path, baseline = write_baseline(bundle, Path(args.data))
+    except MonitorError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {path}: {baseline['rows']} rows, {len(baseline['features'])} features, "
+        f"predictions {', '.join(baseline['predictions']) or 'none'}"
+    )
+    return 0
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from .monitor import MonitorError, drift, plot, print_report
+
+    bundle = ModelBundle.load(args.baseline)
+    try:
+        report = drift(bundle, Path(args.capture), args.version)
+        title = f"drift of '{bundle.name}': {report.rows} captured rows ({args.capture}) against {bundle.baseline_path}"
+        print_report(report, title)
+        if args.png:
+            shown = plot(report, Path(args.png), title)
+            print(f"wrote {args.png} ({shown} distributions against the baseline)")
+    except MonitorError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
+    significant = [e.name for e in report.entries if e.verdict == "significant"]
+    if significant:
+        print(f"SIGNIFICANT DRIFT: {', '.join(significant)}")
+    return 1 if significant else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelrail", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -96,6 +132,22 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--rate", type=float, default=40.0, help="requests per real second (default 40)")
     rehearse.add_argument("--report", metavar="PATH", help="write the JSON report here")
     rehearse.set_defaults(run=cmd_rehearse)
+
+    baseline = commands.add_parser(
+        "baseline", help="compute a bundle's drift baseline (baseline.json) from reference data"
+    )
+    baseline.add_argument("bundle", metavar="BUNDLE")
+    baseline.add_argument(
+        "--data", required=True, metavar="FILE", help="reference data: CSV, Parquet, or JSONL of inference requests"
+    )
+    baseline.set_defaults(run=cmd_baseline)
+
+    drift = commands.add_parser("drift", help="compare captured traffic with a bundle's baseline: PSI per feature")
+    drift.add_argument("--baseline", required=True, metavar="BUNDLE", help="the bundle holding baseline.json")
+    drift.add_argument("--capture", required=True, metavar="PATH", help="a capture file, or a folder of .gz/.jsonl")
+    drift.add_argument("--version", help="only the records of this model version")
+    drift.add_argument("--png", metavar="FILE", help="plot the worst features against the baseline into this PNG")
+    drift.set_defaults(run=cmd_drift)
 
     tour = commands.add_parser("tour", help="serve the sample model, send it real requests, print the answers")
     tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE))

@@ -1,0 +1,222 @@
+"""The drift monitor: a scheduled Lambda that compares each live version's captured traffic with its baseline.
+
+Every run reads the latest window (``WINDOW_MINUTES``, ending at the schedule event's ``time``) of capture
+records per model and version, computes the PSI of every baseline feature and prediction against it, and
+publishes CloudWatch metrics (dimensions ``ModelName``, ``ModelVersion``):
+
+- ``CapturedRows``: rows captured in the window (also with ``ModelName`` alone, summed over versions, and 0
+  when nothing was captured: an alarm on it can tell capture stopping from traffic being quiet);
+- ``FeatureDriftMax``: the largest feature PSI; ``PredictionDrift``: the largest prediction PSI;
+- ``FeatureDrift`` with an extra ``Feature`` dimension, for the ``MAX_FEATURE_METRICS`` worst features.
+
+Drift is published only for a version with at least ``MIN_ROWS`` rows in the window (PSI on a handful of rows
+is noise). "Live" versions are those with capture records in the window: a version that served no captured
+request has nothing to compare. Each run logs one JSON report per model version. A model whose baseline
+cannot be read does not stop the others; the run then fails at its end so that the function's errors show it.
+
+Environment:
+``MODELS``            JSON list of ``{"name", "baseline_uri": "s3://bucket/key", "baseline_sha256"}``
+``CAPTURE_BUCKET``    the capture bucket; ``CAPTURE_PREFIX`` its prefix (default ``capture/``)
+``WINDOW_MINUTES``    default 60; ``MIN_ROWS`` default 100; ``METRIC_NAMESPACE`` default ``modelrail``;
+``MAX_FEATURE_METRICS`` default 50.
+
+Needs numpy and boto3 only (plus the stdlib).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from .capture import CAPTURE_PREFIX, CaptureReader
+from .stats import DriftReport, drift_report
+
+logger = logging.getLogger("modelrail.monitor")
+logger.setLevel(logging.INFO)
+
+_baselines: dict[str, dict[str, Any]] = {}  # by sha256: baselines are immutable, keep them across invocations
+
+
+class MonitorConfigError(ValueError):
+    """The function's environment is wrong; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class MonitoredModel:
+    name: str
+    baseline_uri: str
+    baseline_sha256: str
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    models: tuple[MonitoredModel, ...]
+    capture_bucket: str
+    capture_prefix: str = CAPTURE_PREFIX
+    window_minutes: int = 60
+    min_rows: int = 100
+    namespace: str = "modelrail"
+    max_feature_metrics: int = 50
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> MonitorSettings:
+        try:
+            raw = json.loads(environ.get("MODELS") or "")
+        except ValueError as exc:
+            raise MonitorConfigError(f"MODELS must be a JSON list of models: {exc}") from exc
+        if not isinstance(raw, list):
+            raise MonitorConfigError("MODELS must be a JSON list of {name, baseline_uri, baseline_sha256}")
+        models = []
+        for i, entry in enumerate(raw):
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), str) for k in ("name", "baseline_uri", "baseline_sha256")
+            ):
+                raise MonitorConfigError(
+                    f"MODELS[{i}] must be an object with strings: name, baseline_uri, baseline_sha256"
+                )
+            if not entry["baseline_uri"].startswith("s3://"):
+                uri = entry["baseline_uri"]
+                raise MonitorConfigError(f"MODELS[{i}].baseline_uri must be s3://bucket/key, got {uri!r}")
+            models.append(MonitoredModel(entry["name"], entry["baseline_uri"], entry["baseline_sha256"]))
+        bucket = environ.get("CAPTURE_BUCKET")
+        if not bucket:
+            raise MonitorConfigError("CAPTURE_BUCKET is required: the bucket Firehose writes capture records to")
+        return cls(
+            tuple(models),
+            bucket,
+            environ.get("CAPTURE_PREFIX", CAPTURE_PREFIX),
+            _positive(environ, "WINDOW_MINUTES", 60),
+            _positive(environ, "MIN_ROWS", 100),
+            environ.get("METRIC_NAMESPACE") or "modelrail",
+            _positive(environ, "MAX_FEATURE_METRICS", 50),
+        )
+
+
+def _positive(environ: Mapping[str, str], key: str, default: int) -> int:
+    value = environ.get(key)
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise MonitorConfigError(f"{key} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def handler(
+    event: Mapping[str, Any] | None, context: Any, *, clients: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    settings = MonitorSettings.from_environ(os.environ)
+    clients = clients or {}
+    s3 = clients.get("s3") or boto3.client("s3")
+    cloudwatch = clients.get("cloudwatch") or boto3.client("cloudwatch")
+    end = window_end(event)
+    start = end - timedelta(minutes=settings.window_minutes)
+    reader = CaptureReader(s3, settings.capture_bucket, settings.capture_prefix)
+    reports: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for model in settings.models:
+        try:
+            baseline = load_baseline(s3, model)
+            model_reports = monitor_model(reader, cloudwatch, settings, model.name, baseline, start, end)
+        except Exception as exc:
+            logger.exception("drift monitor failed for model %s", model.name)
+            failures.append(f"{model.name}: {exc}")
+            continue
+        reports.extend(model_reports)
+    summary = {"window_start": start.isoformat(), "window_end": end.isoformat(), "reports": reports}
+    if failures:
+        raise RuntimeError(f"drift monitor failed for {len(failures)} model(s): {'; '.join(failures)}")
+    return summary
+
+
+def window_end(event: Mapping[str, Any] | None) -> datetime:
+    """The scheduled event's ``time`` (so a retried run reads the same window), else now."""
+    raw = (event or {}).get("time")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def load_baseline(s3: Any, model: MonitoredModel) -> dict[str, Any]:
+    cached = _baselines.get(model.baseline_sha256)
+    if cached is not None:
+        return cached
+    bucket, _, key = model.baseline_uri.removeprefix("s3://").partition("/")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    digest = hashlib.sha256(body).hexdigest()
+    if digest != model.baseline_sha256:
+        raise ValueError(f"baseline {model.baseline_uri} has sha256 {digest}, expected {model.baseline_sha256}")
+    baseline = json.loads(body)
+    if not isinstance(baseline, dict) or "features" not in baseline:
+        raise ValueError(f"baseline {model.baseline_uri} is not a baseline.json document (no 'features')")
+    _baselines[model.baseline_sha256] = baseline
+    return baseline
+
+
+def monitor_model(
+    reader: CaptureReader,
+    cloudwatch: Any,
+    settings: MonitorSettings,
+    model: str,
+    baseline: Mapping[str, Any],
+    start: datetime,
+    end: datetime,
+) -> list[dict[str, Any]]:
+    metrics: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+    total_rows = 0
+    for version in reader.versions(model):
+        columns = reader.columns(model, version, start, end)
+        if columns.records == 0:
+            continue  # not live in this window
+        total_rows += columns.rows
+        dims = [{"Name": "ModelName", "Value": model}, {"Name": "ModelVersion", "Value": version}]
+        metrics.append(_metric("CapturedRows", dims, columns.rows, end, "Count"))
+        report: dict[str, Any] = {"model": model, "version": version, "rows": columns.rows}
+        if columns.rows < settings.min_rows:
+            report["drift"] = None
+            report["note"] = f"{columns.rows} rows in the window, fewer than MIN_ROWS {settings.min_rows}: no drift"
+        else:
+            drift = drift_report(baseline, columns.features, columns.predictions, columns.rows)
+            metrics.extend(drift_metrics(drift, dims, end, settings.max_feature_metrics))
+            report["drift"] = drift.to_dict()
+        reports.append(report)
+        logger.info(json.dumps({"message": "drift report", **report}))
+    metrics.append(_metric("CapturedRows", [{"Name": "ModelName", "Value": model}], total_rows, end, "Count"))
+    if not reports:
+        logger.info(json.dumps({"message": "no captured traffic in the window", "model": model, "rows": 0}))
+    put_metrics(cloudwatch, settings.namespace, metrics)
+    return reports
+
+
+def drift_metrics(
+    drift: DriftReport, dims: list[dict[str, str]], at: datetime, max_features: int
+) -> list[dict[str, Any]]:
+    metrics = []
+    if drift.feature_drift_max is not None:
+        metrics.append(_metric("FeatureDriftMax", dims, drift.feature_drift_max, at))
+    if drift.prediction_drift is not None:
+        metrics.append(_metric("PredictionDrift", dims, drift.prediction_drift, at))
+    for entry in drift.worst("feature", max_features):
+        feature_dims = [*dims, {"Name": "Feature", "Value": entry.name}]
+        metrics.append(_metric("FeatureDrift", feature_dims, entry.psi or 0.0, at))
+    return metrics
+
+
+def _metric(name: str, dims: list[dict[str, str]], value: float, at: datetime, unit: str = "None") -> dict[str, Any]:
+    return {"MetricName": name, "Dimensions": dims, "Value": float(value), "Timestamp": at, "Unit": unit}
+
+
+def put_metrics(cloudwatch: Any, namespace: str, metrics: list[dict[str, Any]]) -> None:
+    for i in range(0, len(metrics), 20):  # stay within any PutMetricData limit, old or new
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=metrics[i : i + 20])
