@@ -39,6 +39,9 @@ class BundleSettings(BaseModel):
     description: str = ""
     max_batch_rows: int = Field(1024, ge=1, le=1_000_000, description="rows per request before a 413")
     acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria)
+    capture_exclude_inputs: tuple[str, ...] = Field(
+        (), description="inputs never written by data capture (personal data)"
+    )
 
 
 @dataclass(frozen=True)

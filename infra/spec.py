@@ -336,6 +336,19 @@ class ApiSettings(_Spec):
         return self
 
 
+class MonitoringSettings(_Spec):
+    """Data capture and drift monitoring: what is sampled, how often drift is computed, when it alarms."""
+
+    capture: bool = Field(default=True, description="sample requests and answers to S3 through Firehose")
+    sample_rate: float = Field(default=0.05, gt=0, le=1, description="share of successful requests captured")
+    schedule_minutes: int = Field(default=5, ge=1, le=60, description="how often the drift monitor runs")
+    window_minutes: int = Field(default=60, ge=5, le=1440, description="captured data each run compares")
+    feature_drift_threshold: float = Field(default=0.25, gt=0, description="alarm when max feature PSI exceeds it")
+    prediction_drift_threshold: float = Field(default=0.25, gt=0, description="alarm when prediction PSI exceeds it")
+    notify_emails: tuple[str, ...] = Field(default=(), description="subscribed to the drift topic")
+    capture_retention_days: int = Field(default=90, ge=1, le=3650, description="captured data expires after this")
+
+
 class EnvironmentSpec(_Spec):
     """Everything that differs between environments; the constructs see nothing else."""
 
@@ -346,6 +359,7 @@ class EnvironmentSpec(_Spec):
     alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
     function: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _alarms_can_fire_within_a_step(self) -> EnvironmentSpec:
@@ -384,7 +398,7 @@ class Hotfix(_Spec):
     @classmethod
     def _a_reason(cls, value: str) -> str:
         if value.strip().lower() in ("true", "yes", "1", "on", "hotfix"):
-            raise ValueError("give the reason for the hotfix, not a switch, e.g. -c modelrail.hotfix='NaN on long rows'")
+            raise ValueError("give the reason for the hotfix, not a switch: -c modelrail.hotfix='NaN on long rows'")
         return value.strip()
 
 
@@ -474,7 +488,9 @@ class DeployedModel:
             environment |= {"ACCEPTANCE_URI": acceptance_uri, "ACCEPTANCE_SHA256": self.acceptance_sha256}
         return environment
 
-    def environment(self, model_uri: str, *, tracing: bool = False) -> dict[str, str]:
+    def environment(
+        self, model_uri: str, *, tracing: bool = False, capture_stream: str | None = None, sample_rate: float = 0.0
+    ) -> dict[str, str]:
         """The inference function's environment: a new model is a new configuration, so a new version."""
         environment = {
             "MODEL_NAME": self.name,
@@ -485,6 +501,12 @@ class DeployedModel:
         }
         if not tracing:
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # the handler then never imports the X-Ray SDK
+        if capture_stream is not None:
+            environment["CAPTURE_STREAM"] = capture_stream
+            environment["CAPTURE_SAMPLE_RATE"] = f"{sample_rate:g}"
+            excluded = self.bundle.settings.capture_exclude_inputs if self.bundle else ()
+            if excluded:
+                environment["CAPTURE_EXCLUDE_INPUTS"] = ",".join(excluded)
         return environment
 
 
