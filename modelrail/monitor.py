@@ -262,7 +262,7 @@ def print_report(report: DriftReport, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for header, justify in (("", "left"), ("name", "left"), ("kind", "left"), ("rows", "right")):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
     table.add_column("PSI", justify="right")
@@ -279,7 +279,8 @@ def print_report(report: DriftReport, title: str) -> None:
                 "-" if e.psi is None else f"{e.psi:.3f}",
                 f"[{VERDICT_STYLE.get(verdict, 'dim')}]{verdict}[/]",
             )
-    console = Console(width=max(100, Console().width))
+    console = Console(width=max(120, Console().width))
+    console.print(title, highlight=False)
     console.print(table)
     fmax, pdrift = report.feature_drift_max, report.prediction_drift
     console.print(
