@@ -18,8 +18,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from infra.audit import caller_identity, hotfix_log_line
 from infra.layer import build_layer
-from infra.spec import CDK_JSON, CONTEXT_KEY, SpecError, parse_spec
+from infra.spec import CDK_JSON, CONTEXT_KEY, HOTFIX_CONTEXT_KEY, SpecError, parse_hotfix, parse_spec
 from infra.stack import ModelrailStack
 
 ROOT = Path(__file__).resolve().parent
@@ -36,6 +37,12 @@ def create_app(
     app = cdk.App(context=context, outdir=outdir or (None if launched_by_cli else str(base_dir / "cdk.out")))
     spec = parse_spec(app.node.try_get_context(CONTEXT_KEY), source=str(base_dir / CDK_JSON.name))
     models = spec.resolve_models(base_dir)
+    # A hotfix is asked for per deploy (-c modelrail.hotfix=<reason>) and names who asked: STS is called only then.
+    hotfix = parse_hotfix(app.node.try_get_context(HOTFIX_CONTEXT_KEY))
+    if hotfix is not None:
+        hotfix = hotfix.model_copy(update={"requested_by": caller_identity()})
+        stacks = [f"{STACK_PREFIX}-{name}" for name in spec.environments]
+        print(hotfix_log_line(hotfix, stacks), file=sys.stderr)
     layers = {}
     for name, environment in spec.environments.items():
         arch = environment.function.architecture
@@ -47,6 +54,7 @@ def create_app(
             environment=environment,
             models=models,
             layer=layers[arch],
+            hotfix=hotfix,
             env=cdk.Environment(
                 account=environment.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
                 region=environment.region or os.environ.get("CDK_DEFAULT_REGION"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
@@ -22,7 +22,7 @@ from constructs import Construct
 from .inference import RUNTIME, functions_code
 from .layer import ARCHITECTURES
 from .nag import acknowledge, acknowledge_python_runtime, logical_id, managed_policy
-from .spec import ALIAS_NAME, AlarmDefinition, DeployedModel, RolloutPolicy
+from .spec import ALIAS_NAME, HOTFIX_CONFIG_SUFFIX, AlarmDefinition, DeployedModel, Hotfix, RolloutPolicy
 
 PRE_TRAFFIC_HANDLER = "acceptance.pretraffic.handler"
 POST_TRAFFIC_HANDLER = "acceptance.posttraffic.handler"
@@ -53,6 +53,15 @@ def deployment_config(scope: Construct, id_: str, policy: RolloutPolicy) -> code
     else:
         routing = codedeploy.TrafficRouting.time_based_linear(interval=interval, percentage=policy.percentage)
     return codedeploy.LambdaDeploymentConfig(scope, id_, traffic_routing=routing)
+
+
+def hotfix_config(scope: Construct, id_: str, *, model_name: str) -> codedeploy.ILambdaDeploymentConfig:
+    """All at once, under its own name (``<stack>-<model>-hotfix``): distinct from CodeDeploy's default in the
+    template and in every deployment it makes, which is how ``modelrail history`` tells a hotfix apart."""
+    name = f"{Stack.of(scope).stack_name}-{model_name}"[: 100 - len(HOTFIX_CONFIG_SUFFIX)] + HOTFIX_CONFIG_SUFFIX
+    return codedeploy.LambdaDeploymentConfig(
+        scope, id_, deployment_config_name=name, traffic_routing=codedeploy.TrafficRouting.all_at_once()
+    )
 
 
 def version_alarm(
@@ -194,7 +203,10 @@ class AcceptanceHooks(Construct):
 
 
 class Rollout(Construct):
-    """Deployment group + alarms + hooks for one model's alias."""
+    """Deployment group + alarms + hooks for one model's alias.
+
+    ``hotfix``: this deploy shifts traffic all at once under the hotfix config; hooks and alarms stay as they are.
+    """
 
     def __init__(
         self,
@@ -210,9 +222,11 @@ class Rollout(Construct):
         acceptance_uri: str | None,
         layer: lambda_.ILayerVersion,
         architecture: str,
+        hotfix: Hotfix | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.policy = policy
+        self.hotfix = hotfix
         self.definitions = tuple(alarms)
         self.alarms = {
             d.name: version_alarm(self, f"Alarm-{d.name}", d, model_name=model.name, function=function, version=version)
@@ -232,7 +246,11 @@ class Rollout(Construct):
             self,
             "DeploymentGroup",
             alias=alias,
-            deployment_config=deployment_config(self, "Config", policy),
+            deployment_config=(
+                hotfix_config(self, "HotfixConfig", model_name=model.name)
+                if hotfix is not None
+                else deployment_config(self, "Config", policy)
+            ),
             alarms=[self.alarms[d.name] for d in self.definitions if d.stops_rollout],
             pre_hook=self.hooks.pre_traffic,
             post_hook=self.hooks.post_traffic,

@@ -394,12 +394,12 @@ class Hotfix(_Spec):
     reason: str = Field(min_length=8, max_length=200, pattern=r"^[^\x00-\x1f]+$")
     requested_by: str = "unknown"
 
-    @field_validator("reason")
+    @field_validator("reason", mode="before")
     @classmethod
-    def _a_reason(cls, value: str) -> str:
-        if value.strip().lower() in ("true", "yes", "1", "on", "hotfix"):
+    def _a_reason(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "hotfix"):
             raise ValueError("give the reason for the hotfix, not a switch: -c modelrail.hotfix='NaN on long rows'")
-        return value.strip()
+        return value.strip() if isinstance(value, str) else value
 
 
 def parse_hotfix(value: Any, *, requested_by: str = "unknown") -> Hotfix | None:

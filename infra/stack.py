@@ -15,7 +15,7 @@ from .layer import LayerArtifact, RuntimeLayer
 from .monitoring import ModelDashboard
 from .nag import suppress_reviewed_findings
 from .rollout import Rollout
-from .spec import DeployedModel, EnvironmentSpec
+from .spec import ALIAS_NAME, DeployedModel, EnvironmentSpec, Hotfix
 
 
 class ModelService(Construct):
@@ -30,6 +30,7 @@ class ModelService(Construct):
         artifacts: ModelArtifacts,
         runtime: RuntimeLayer,
         environment: EnvironmentSpec,
+        hotfix: Hotfix | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.model = model
@@ -51,6 +52,7 @@ class ModelService(Construct):
             acceptance_uri=acceptance.uri if acceptance else None,
             layer=runtime.layer,
             architecture=environment.function.architecture,
+            hotfix=hotfix,
         )
         if acceptance is not None:
             acceptance.grant_read(self.rollout.hooks.pre_traffic, self)
@@ -80,10 +82,12 @@ class ModelrailStack(Stack):
         environment: EnvironmentSpec,
         models: Sequence[DeployedModel],
         layer: LayerArtifact,
+        hotfix: Hotfix | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
         self.environment_spec = environment
+        self.hotfix = hotfix
         self.artifacts = ModelArtifacts(self, "Artifacts", models=models)
         self.runtime = RuntimeLayer(self, "Runtime", artifact=layer)
         self.services: dict[str, ModelService] = {}
@@ -95,6 +99,7 @@ class ModelrailStack(Stack):
                 artifacts=self.artifacts,
                 runtime=self.runtime,
                 environment=environment,
+                hotfix=hotfix,
             )
             self.services[model.name] = service
             CfnOutput(self, f"InvokeUrl-{model.name}", value=service.api.url, description=f"{model.name}: API base URL")
@@ -114,4 +119,38 @@ class ModelrailStack(Stack):
             CfnOutput(
                 self, f"DeploymentGroup-{model.name}", value=service.rollout.deployment_group.deployment_group_name
             )
+            self._operations_outputs(service)
+        if hotfix is not None:
+            CfnOutput(
+                self,
+                "Hotfix",
+                value=f"requested by {hotfix.requested_by}: {hotfix.reason}",
+                description="this deploy shifts traffic all at once (-c modelrail.hotfix); the gate still runs",
+            )
         suppress_reviewed_findings(self, artifacts_bucket=self.artifacts.bucket)
+
+    def _operations_outputs(self, service: ModelService) -> None:
+        """What `modelrail status`, `rollback` and `history` find a model's resources by (and humans too)."""
+        name, rollout = service.model.name, service.rollout
+        group = rollout.deployment_group
+        function_name = service.inference.function.function_name
+        application_name = group.application.application_name
+        CfnOutput(self, f"FunctionName-{name}", value=function_name, description=f"{name}: inference function")
+        CfnOutput(self, f"CodeDeployApplication-{name}", value=application_name, description=f"{name}: CodeDeploy app")
+        CfnOutput(
+            self,
+            f"Operations-{name}",
+            # One JSON value per model: output keys lose the model name's punctuation, this value keeps it.
+            value=self.to_json_string(
+                {
+                    "model": name,
+                    "function": function_name,
+                    "alias": ALIAS_NAME,
+                    "application": application_name,
+                    "deploymentGroup": group.deployment_group_name,
+                    "deploymentConfig": group.deployment_config.deployment_config_name,
+                    "alarms": {alarm_name: alarm.alarm_name for alarm_name, alarm in rollout.alarms.items()},
+                }
+            ),
+            description=f"{name}: read by modelrail status, rollback and history",
+        )

@@ -1,0 +1,41 @@
+"""Who asked for a deploy-time exception (a hotfix): the AWS caller identity, and the log line that names it.
+
+Pure Python: boto3 is imported only when asked, at synth, so constructs and the rehearsal never need it.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from .spec import Hotfix
+
+
+def caller_identity(sts: Any | None = None) -> str:
+    """The ARN STS names for the credentials this synth runs with, or why it cannot be known.
+
+    ``cdk deploy`` normally passes credentials to the app; an offline ``cdk synth`` has none, and the answer
+    then says so and names the local user instead, so the template still records who ran it.
+    """
+    try:
+        if sts is None:
+            import boto3
+
+            sts = boto3.client("sts")
+        return str(sts.get_caller_identity()["Arn"])
+    except Exception as exc:  # no credentials, no network, no region: all mean "unverified"
+        return f"unverified local user {_local_user()} (no AWS caller identity: {type(exc).__name__})"
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def hotfix_log_line(hotfix: Hotfix, stacks: list[str]) -> str:
+    return (
+        f"modelrail: HOTFIX requested by {hotfix.requested_by}: {', '.join(stacks)} shift traffic all at once "
+        f"(the acceptance gate still runs; alarms still roll back). Reason: {hotfix.reason}"
+    )
