@@ -63,6 +63,51 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return run_demo(args.bundle)
 
 
+def _operate(args: argparse.Namespace, action: str) -> int:
+    from .operate import aws as operate_aws
+    from .operate.deployments import read_deployments
+    from .operate.render import history_text, rollback_text, status_text, to_json
+    from .operate.resources import read_stack, stack_name
+    from .operate.rollback import rollback
+    from .operate.status import read_status
+
+    try:
+        aws = operate_aws.connect(region=args.region, profile=args.profile)
+        stack = read_stack(aws, stack_name(stack=args.stack, env=args.env))
+        models = stack.select(args.model)
+        if action == "status":
+            statuses = [read_status(aws, m, window_minutes=args.minutes) for m in models]
+            print(json.dumps(to_json(statuses), indent=2) if args.json else status_text(stack, statuses))
+        elif action == "history":
+            found = {m.model: read_deployments(aws, m, limit=args.limit) for m in models}
+            if args.json:
+                print(json.dumps(to_json(found), indent=2))
+            else:
+                print("\n\n".join(history_text(m, found[m.model]) for m in models))
+        else:
+            if len(models) > 1:
+                names = ", ".join(m.model for m in models)
+                raise operate_aws.OperateError(f"rollback one model at a time: give --model (one of {names})")
+            result = rollback(aws, models[0], force=args.force, to_version=args.to)
+            print(json.dumps(to_json(result), indent=2) if args.json else rollback_text(result))
+    except operate_aws.OperateError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _operate(args, "status")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    return _operate(args, "rollback")
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    return _operate(args, "history")
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from .rehearsal.run import rehearse
 
@@ -152,6 +197,33 @@ def build_parser() -> argparse.ArgumentParser:
     tour = commands.add_parser("tour", help="serve the sample model, send it real requests, print the answers")
     tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE))
     tour.set_defaults(run=cmd_tour)
+
+    # Operating a deployed stack: boto3's standard credential chain and region, or --profile/--region.
+    deployed = argparse.ArgumentParser(add_help=False)
+    which = deployed.add_mutually_exclusive_group(required=True)
+    which.add_argument("--env", help="the spec environment: its stack is modelrail-ENV")
+    which.add_argument("--stack", help="the CloudFormation stack name")
+    deployed.add_argument("--model", help="only this model (default: every model of the stack)")
+    deployed.add_argument("--region", help="AWS region (default: AWS_REGION / your profile's)")
+    deployed.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / the standard chain)")
+    deployed.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    status = commands.add_parser(
+        "status", parents=[deployed], help="a deployed stack: alias weights, deployment, alarms, traffic by version"
+    )
+    status.add_argument("--minutes", type=int, default=15, help="traffic window (default 15)")
+    status.set_defaults(run=cmd_status)
+
+    back = commands.add_parser(
+        "rollback", parents=[deployed], help="stop the deployment in flight, or deploy the previous version again"
+    )
+    back.add_argument("--force", action="store_true", help="with no deployment in flight: set the alias directly")
+    back.add_argument("--to", metavar="VERSION", help="roll back to this version (default: the previous one)")
+    back.set_defaults(run=cmd_rollback)
+
+    history = commands.add_parser("history", parents=[deployed], help="a model's deployments, newest first")
+    history.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    history.set_defaults(run=cmd_history)
     return parser
 
 
