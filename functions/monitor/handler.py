@@ -18,7 +18,11 @@ Environment:
 ``MODELS``            JSON list of ``{"name", "baseline_uri": "s3://bucket/key", "baseline_sha256"}``
 ``CAPTURE_BUCKET``    the capture bucket; ``CAPTURE_PREFIX`` its prefix (default ``capture/``)
 ``WINDOW_MINUTES``    default 60; ``MIN_ROWS`` default 100; ``METRIC_NAMESPACE`` default ``modelrail``;
-``MAX_FEATURE_METRICS`` default 50.
+``MAX_FEATURE_METRICS`` default 50; ``MIN_CANARY_ROWS`` default 50.
+
+Canary analysis: when two versions are live in the window (a rollout), ``PredictionDivergence`` for the newest
+is the PSI of its predictions against the other's on the same window (the deployment group's
+prediction-divergence alarm watches it), once the newest has ``MIN_CANARY_ROWS`` rows.
 
 Needs numpy and boto3 only (plus the stdlib).
 """
@@ -37,7 +41,7 @@ from typing import Any
 import boto3
 
 from .capture import CAPTURE_PREFIX, CaptureReader
-from .stats import DriftReport, drift_report
+from .stats import DriftReport, drift_report, prediction_divergence
 
 logger = logging.getLogger("modelrail.monitor")
 logger.setLevel(logging.INFO)
@@ -65,6 +69,7 @@ class MonitorSettings:
     min_rows: int = 100
     namespace: str = "modelrail"
     max_feature_metrics: int = 50
+    min_canary_rows: int = 50
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> MonitorSettings:
@@ -97,6 +102,7 @@ class MonitorSettings:
             _positive(environ, "MIN_ROWS", 100),
             environ.get("METRIC_NAMESPACE") or "modelrail",
             _positive(environ, "MAX_FEATURE_METRICS", 50),
+            _positive(environ, "MIN_CANARY_ROWS", 50),
         )
 
 
@@ -175,10 +181,12 @@ def monitor_model(
     metrics: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     total_rows = 0
+    live: dict[str, Any] = {}
     for version in reader.versions(model):
         columns = reader.columns(model, version, start, end)
         if columns.records == 0:
             continue  # not live in this window
+        live[version] = columns
         total_rows += columns.rows
         dims = [{"Name": "ModelName", "Value": model}, {"Name": "ModelVersion", "Value": version}]
         metrics.append(_metric("CapturedRows", dims, columns.rows, end, "Count"))
@@ -192,11 +200,28 @@ def monitor_model(
             report["drift"] = drift.to_dict()
         reports.append(report)
         logger.info(json.dumps({"message": "drift report", **report}))
+    metrics.extend(canary_metrics(model, live, end, settings.min_canary_rows))
     metrics.append(_metric("CapturedRows", [{"Name": "ModelName", "Value": model}], total_rows, end, "Count"))
     if not reports:
         logger.info(json.dumps({"message": "no captured traffic in the window", "model": model, "rows": 0}))
     put_metrics(cloudwatch, settings.namespace, metrics)
     return reports
+
+
+def canary_metrics(model: str, live: Mapping[str, Any], at: datetime, min_rows: int) -> list[dict[str, Any]]:
+    """During a rollout (two versions live in the window): PredictionDivergence of the newest version's
+    predictions against the other one's, the metric of the deployment group's prediction-divergence alarm."""
+    numbered = sorted((v for v in live if v.isdigit()), key=int)
+    if len(numbered) < 2:
+        return []
+    new = numbered[-1]
+    old = max(numbered[:-1], key=lambda v: live[v].rows)
+    value = prediction_divergence(live[old].predictions, live[new].predictions, min_rows)
+    if value is None:
+        return []
+    logger.info(json.dumps({"message": "canary analysis", "model": model, "old": old, "new": new, "psi": value}))
+    dims = [{"Name": "ModelName", "Value": model}, {"Name": "ModelVersion", "Value": new}]
+    return [_metric("PredictionDivergence", dims, value, at)]
 
 
 def drift_metrics(

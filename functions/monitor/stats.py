@@ -224,6 +224,19 @@ def compare_distributions(reference: Sequence[Any], candidate: Sequence[Any], ki
     return compare(profile(Column(kind, list(reference))), candidate).psi
 
 
+def prediction_divergence(old: Mapping[str, Column], new: Mapping[str, Column], min_rows: int = 50) -> float | None:
+    """Canary analysis: the largest PSI, over the outputs both versions gave, of the new version's predictions
+    against the old version's on the same traffic; None while the new side has fewer than ``min_rows`` rows."""
+    worst: float | None = None
+    for name, column in new.items():
+        reference = old.get(name)
+        if reference is None or len(column.values) < min_rows or not reference.values:
+            continue
+        value = compare_distributions(reference.values, column.values, reference.kind)
+        worst = value if worst is None else max(worst, value)
+    return worst
+
+
 @dataclass
 class DriftEntry:
     section: Literal["feature", "prediction"]

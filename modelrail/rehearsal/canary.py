@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from functions.monitor.capture import tensor_columns
-from functions.monitor.stats import Column, compare, profile
+from functions.monitor.stats import Column, prediction_divergence
 from infra.spec import METRICS_NAMESPACE
 
 from .metrics import Datapoint, MetricStore
@@ -47,21 +47,11 @@ class CanaryAnalysis:
             self._answers[version].append((time, columns))
 
     def divergence(self, since: float, until: float) -> float | None:
-        """Max PSI over the prediction outputs, new version against old, for answers in [since, until)."""
+        """Canary analysis over the answers both versions gave in [since, until)."""
         with self._lock:
             old = [c for t, c in self._answers[self.baseline] if since <= t < until]
             new = [c for t, c in self._answers[self.candidate] if since <= t < until]
-        if not old or not new:
-            return None
-        worst: float | None = None
-        for name in old[0]:
-            old_values = [v for c in old if name in c for v in c[name].values]
-            new_values = [v for c in new if name in c for v in c[name].values]
-            if len(new_values) < self.min_rows or not old_values:
-                continue
-            value = compare(profile(Column(old[0][name].kind, old_values)), new_values).psi
-            worst = value if worst is None else max(worst, value)
-        return worst
+        return prediction_divergence(_merged(old), _merged(new), self.min_rows)
 
     def publish(self, now: float) -> None:
         """PredictionDivergence for each alarm period that ended since the last call."""
@@ -78,3 +68,11 @@ class CanaryAnalysis:
             dimensions = frozenset({("ModelName", self.model), ("ModelVersion", self.candidate)})
             stamp = self._published_until - 1e-6  # inside the period that just ended
             self.store.add([Datapoint(stamp, METRICS_NAMESPACE, "PredictionDivergence", dimensions, value)])
+
+
+def _merged(answers: list[dict[str, Column]]) -> dict[str, Column]:
+    merged: dict[str, Column] = {}
+    for columns in answers:
+        for name, column in columns.items():
+            merged.setdefault(name, Column(column.kind, [])).values.extend(column.values)
+    return merged

@@ -198,3 +198,25 @@ def test_a_bad_environment_names_the_variable(run: Callable[..., Any], monkeypat
     monkeypatch.setenv("WINDOW_MINUTES", "soon")
     with pytest.raises(monitor.MonitorConfigError, match="WINDOW_MINUTES must be a positive integer"):
         monitor.handler(EVENT, None)
+
+
+def test_canary_analysis_compares_the_new_version_with_the_old_on_the_same_window(
+    s3: Any, run: Callable[..., Any]
+) -> None:
+    rng = np.random.default_rng(5)
+    x, colours, labels = reference(rng, 400)
+    put_capture(s3, "fraud", "7", x, colours, labels, END - timedelta(minutes=10))
+    agreeing = reference(rng, 100)
+    put_capture(s3, "fraud", "8", *agreeing, END - timedelta(minutes=9))
+    run()
+    assert (statistic("PredictionDivergence", ModelName="fraud", ModelVersion="8") or 1) < 0.1
+    assert statistic("PredictionDivergence", ModelName="fraud", ModelVersion="7") is None  # the old one is not judged
+
+
+def test_a_canary_that_predicts_otherwise_is_flagged(s3: Any, run: Callable[..., Any]) -> None:
+    rng = np.random.default_rng(6)
+    put_capture(s3, "fraud", "7", *reference(rng, 400), END - timedelta(minutes=10))
+    x, colours, _ = reference(rng, 100)
+    put_capture(s3, "fraud", "8", x, colours, [1] * 100, END - timedelta(minutes=9))  # same inputs, all ones
+    run()
+    assert (statistic("PredictionDivergence", ModelName="fraud", ModelVersion="8") or 0) > 0.25
