@@ -71,6 +71,7 @@ class ModelArtifacts(Construct):
         )
         self.locations: dict[str, ArtifactLocation] = {}
         self.acceptance_locations: dict[str, ArtifactLocation] = {}
+        self.baseline_locations: dict[str, ArtifactLocation] = {}
         for model in models:
             self._place(model)
 
@@ -93,6 +94,8 @@ class ModelArtifacts(Construct):
             self.acceptance_locations[model.name] = ArtifactLocation(
                 self.bucket.bucket_name, model.acceptance_key, upload
             )
+        if model.baseline_key is not None:
+            self.baseline_locations[model.name] = ArtifactLocation(self.bucket.bucket_name, model.baseline_key, upload)
 
 
 def _staged(model: DeployedModel) -> Path:
@@ -100,11 +103,15 @@ def _staged(model: DeployedModel) -> Path:
     whose extraction at the bucket's root lands each file on its key."""
     assert model.bundle is not None
     folder = (
-        Path(tempfile.gettempdir()) / "modelrail-artifacts" / f"{model.name}-{model.sha256}-{model.acceptance_sha256}"
+        Path(tempfile.gettempdir())
+        / "modelrail-artifacts"
+        / f"{model.name}-{model.sha256}-{model.acceptance_sha256}-{model.baseline_sha256}"
     )
     files = {model.artifact_key: model.bundle.model_path}
     if model.acceptance_key is not None and model.bundle.acceptance_path is not None:
         files[model.acceptance_key] = model.bundle.acceptance_path
+    if model.baseline_key is not None and model.bundle.baseline_path is not None:
+        files[model.baseline_key] = model.bundle.baseline_path
     for key, source in files.items():
         target = folder / key
         if not target.is_file():

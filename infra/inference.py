@@ -24,9 +24,14 @@ HANDLER = "inference.handler.lambda_handler"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
 
-def functions_code(*, without: str) -> lambda_.Code:
-    """The ``functions/`` package minus the other function's folder, so a change to one publishes only it."""
-    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", without])
+FUNCTION_PACKAGES = ("inference", "acceptance", "monitor")
+
+
+def functions_code(package: str) -> lambda_.Code:
+    """The ``functions/`` folder with only ``package`` of the function packages, so that a change to one
+    function's code publishes a new version of that function alone."""
+    others = [p for p in FUNCTION_PACKAGES if p != package]
+    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", *others])
 
 
 class InferenceFunction(Construct):
@@ -41,6 +46,8 @@ class InferenceFunction(Construct):
         artifact: ArtifactLocation,
         layer: lambda_.ILayerVersion,
         settings: FunctionSettings,
+        capture_stream: str | None = None,
+        capture_sample_rate: float = 0.0,
     ) -> None:
         super().__init__(scope, id_)
         self.log_group = logs.LogGroup(
@@ -62,13 +69,18 @@ class InferenceFunction(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURES[settings.architecture],
             handler=HANDLER,
-            code=functions_code(without="acceptance"),
+            code=functions_code("inference"),
             layers=[layer],
             memory_size=settings.memory_mb,
             ephemeral_storage_size=Size.mebibytes(settings.ephemeral_storage_mb),
             timeout=Duration.seconds(settings.timeout_seconds),
             reserved_concurrent_executions=settings.reserved_concurrency,
-            environment=model.environment(artifact.uri, tracing=settings.tracing),
+            environment=model.environment(
+                artifact.uri,
+                tracing=settings.tracing,
+                capture_stream=capture_stream,
+                sample_rate=capture_sample_rate,
+            ),
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,

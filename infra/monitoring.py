@@ -32,6 +32,7 @@ class ModelDashboard(Construct):
         model_name: str,
         function: lambda_.IFunction,
         alarms: Sequence[cloudwatch.IAlarm],
+        drift_alarms: Sequence[cloudwatch.IAlarm] = (),
     ) -> None:
         super().__init__(scope, id_)
         m = model_name
@@ -71,5 +72,29 @@ class ModelDashboard(Construct):
             cloudwatch.GraphWidget(title="Throttles and concurrency", left=[lambda_throttles], right=[concurrency]),
         )
         self.dashboard.add_widgets(
-            cloudwatch.AlarmStatusWidget(title="Rollout alarms (new version)", alarms=list(alarms), width=24)
+            cloudwatch.GraphWidget(
+                title="Drift from the baseline (PSI) by version",
+                left=[
+                    _by_version(m, "FeatureDriftMax", "Maximum", "worst input feature"),
+                    _by_version(m, "PredictionDrift", "Maximum", "predictions"),
+                ],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Canary analysis: new version's predictions vs the old one's (PSI)",
+                left=[_by_version(m, "PredictionDivergence", "Maximum", "")],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
+            ),
+            cloudwatch.GraphWidget(
+                title="Data capture by version",
+                left=[
+                    _by_version(m, "CapturedRecords", "Sum", "captured"),
+                    _by_version(m, "CaptureDropped", "Sum", "dropped"),
+                ],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(
+                title="Rollout alarms (new version) and drift alarms", alarms=[*alarms, *drift_alarms], width=24
+            )
         )

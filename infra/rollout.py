@@ -189,7 +189,7 @@ class AcceptanceHooks(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURES[self._architecture],
             handler=handler,
-            code=functions_code(without="inference"),
+            code=functions_code("acceptance"),
             layers=[self._layer],
             timeout=timeout,
             memory_size=1024,

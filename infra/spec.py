@@ -464,6 +464,7 @@ class DeployedModel:
     bundle: ModelBundle | None = None
     uri: str | None = None
     acceptance_sha256: str | None = None  # of the bundle's acceptance.jsonl, when it has one
+    baseline_sha256: str | None = None  # of the bundle's baseline.json, when it has one
 
     @property
     def artifact_key(self) -> str:
@@ -474,6 +475,11 @@ class DeployedModel:
     def acceptance_key(self) -> str | None:
         """Object key of the acceptance set (content-addressed), None when the bundle has none."""
         return f"acceptance/{self.name}/{self.acceptance_sha256}.jsonl" if self.acceptance_sha256 else None
+
+    @property
+    def baseline_key(self) -> str | None:
+        """Object key of the drift baseline (content-addressed), None when the bundle has none."""
+        return f"baselines/{self.name}/{self.baseline_sha256}.json" if self.baseline_sha256 else None
 
     def hook_environment(self, *, new_version_arn: str, acceptance_uri: str | None) -> dict[str, str]:
         """The pre-traffic hook's environment: which version to judge, against which set and criteria."""
@@ -558,6 +564,11 @@ class DeploymentSpec(_Spec):
                         bundle.settings.max_batch_rows,
                         bundle,
                         acceptance_sha256=hashlib.sha256(acceptance.read_bytes()).hexdigest() if acceptance else None,
+                        baseline_sha256=(
+                            hashlib.sha256(bundle.baseline_path.read_bytes()).hexdigest()
+                            if bundle.baseline_path
+                            else None
+                        ),
                     )
                 )
             else:

@@ -1,0 +1,174 @@
+"""DriftMonitor: the scheduled function that compares captured traffic with each model's baseline, and the
+drift alarms that notify an SNS topic.
+
+Drift is about the world, not about a version, so its alarms notify people and never roll anything back. The
+same function also publishes the canary analysis (PredictionDivergence) during rollouts; the deployment group's
+prediction-divergence alarm, defined with the other rollout alarms, watches that one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from .artifacts import ArtifactLocation
+from .capture import CAPTURE_PREFIX, DataCaptureStream
+from .inference import RUNTIME, functions_code
+from .layer import ARCHITECTURES
+from .nag import acknowledge, acknowledge_python_runtime, logical_id
+from .spec import METRICS_NAMESPACE, MonitoringSettings
+
+HANDLER = "monitor.handler.handler"
+
+
+class DriftMonitor(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        settings: MonitoringSettings,
+        capture: DataCaptureStream,
+        baselines: Mapping[str, tuple[ArtifactLocation, str]],
+        layer: lambda_.ILayerVersion,
+        architecture: str,
+    ) -> None:
+        """``baselines``: per model, where its baseline.json is and its sha256 (a model without one is not
+        monitored: drift and the canary analysis both read its captured data through its baseline's features)."""
+        super().__init__(scope, id_)
+        self.topic = sns.Topic(self, "DriftTopic", display_name="modelrail drift", enforce_ssl=True)
+        for email in settings.notify_emails:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        acknowledge(
+            self.topic,
+            "AwsSolutions-SNS2",
+            "Drift notifications carry alarm names and states only; CloudWatch alarms cannot publish to a topic "
+            "encrypted with the AWS-managed SNS key, and a customer-managed key would cost $1 a month per stack.",
+        )
+
+        log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="modelrail drift monitor: read captured data and baselines, publish drift metrics",
+        )
+        models = [
+            {"name": name, "baseline_uri": location.uri, "baseline_sha256": sha256}
+            for name, (location, sha256) in baselines.items()
+        ]
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="modelrail drift monitor and canary analysis",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURES[architecture],
+            handler=HANDLER,
+            code=functions_code("monitor"),
+            layers=[layer],
+            timeout=Duration.minutes(5),
+            memory_size=1024,
+            role=role,
+            log_group=log_group,
+            environment={
+                "MODELS": Stack.of(self).to_json_string(models),
+                "CAPTURE_BUCKET": capture.bucket.bucket_name,
+                "CAPTURE_PREFIX": CAPTURE_PREFIX,
+                "WINDOW_MINUTES": str(settings.window_minutes),
+                "METRIC_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+        log_group.grant_write(role)
+        acknowledge_python_runtime(self.function)
+        capture.grant_read(role)
+        for location, _ in baselines.values():
+            location.grant_read(role, self)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "The monitor lists and reads the capture/ prefix, whose keys Firehose derives from each record; "
+            "PutMetricData has no resource-level permissions and is limited to the modelrail namespace by condition.",
+            [
+                *(f"Action::s3:{a}" for a in ("GetBucket*", "GetObject*", "List*")),
+                f"Resource::<{logical_id(capture.bucket)}.Arn>/capture/*",
+                "Resource::*",
+            ],
+        )
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="run the drift monitor",
+            schedule=events.Schedule.rate(Duration.minutes(settings.schedule_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+
+        self.settings = settings
+        self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
+
+    def watch(self, name: str, version: lambda_.IVersion) -> list[cloudwatch.Alarm]:
+        """The drift alarms of model ``name``, following ``version`` (the one this deploy publishes)."""
+        settings = self.settings
+        dimensions = {"ModelName": name, "ModelVersion": version.version}
+        period = Duration.minutes(settings.schedule_minutes)
+        self.alarms[name] = [
+            self._alarm(
+                f"FeatureDrift-{name}",
+                "FeatureDriftMax",
+                dimensions,
+                period,
+                settings.feature_drift_threshold,
+                f"{name}: an input feature drifted from the baseline",
+            ),
+            self._alarm(
+                f"PredictionDrift-{name}",
+                "PredictionDrift",
+                dimensions,
+                period,
+                settings.prediction_drift_threshold,
+                f"{name}: predictions drifted from the baseline",
+            ),
+        ]
+        return self.alarms[name]
+
+    def _alarm(
+        self, id_: str, metric: str, dimensions: dict[str, str], period: Duration, threshold: float, description: str
+    ) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            id_,
+            alarm_description=f"{description} (PSI above {threshold:g}); notifies, never rolls back",
+            metric=cloudwatch.Metric(
+                namespace=METRICS_NAMESPACE,
+                metric_name=metric,
+                dimensions_map=dimensions,
+                statistic="Maximum",
+                period=period,
+            ),
+            threshold=threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,  # no traffic is not drift
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        return alarm
