@@ -40,7 +40,8 @@ def create_app(
     # A hotfix is asked for per deploy (-c modelrail.hotfix=<reason>) and names who asked: STS is called only then.
     hotfix = parse_hotfix(app.node.try_get_context(HOTFIX_CONTEXT_KEY))
     if hotfix is not None:
-        hotfix = hotfix.model_copy(update={"requested_by": caller_identity()})
+        who = caller_identity(deploying_account=os.environ.get("CDK_DEFAULT_ACCOUNT"))
+        hotfix = hotfix.model_copy(update={"requested_by": who})
         stacks = [f"{STACK_PREFIX}-{name}" for name in spec.environments]
         print(hotfix_log_line(hotfix, stacks), file=sys.stderr)
     layers = {}

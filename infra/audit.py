@@ -11,20 +11,29 @@ from typing import Any
 from .spec import Hotfix
 
 
-def caller_identity(sts: Any | None = None) -> str:
+def caller_identity(sts: Any | None = None, *, deploying_account: str | None = None) -> str:
     """The ARN STS names for the credentials this synth runs with, or why it cannot be known.
 
-    ``cdk deploy`` normally passes credentials to the app; an offline ``cdk synth`` has none, and the answer
-    then says so and names the local user instead, so the template still records who ran it.
+    The app sees the shell's credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...). The CDK CLI does not hand its
+    ``--profile`` to the app, only the account it resolved (CDK_DEFAULT_ACCOUNT, ``deploying_account``): when the
+    two accounts differ the answer says so rather than name someone else. An offline ``cdk synth`` has no
+    credentials: the answer then says so and names the local user, so the template still records who ran it.
     """
     try:
         if sts is None:
             import boto3
 
             sts = boto3.client("sts")
-        return str(sts.get_caller_identity()["Arn"])
+        identity = sts.get_caller_identity()
     except Exception as exc:  # no credentials, no network, no region: all mean "unverified"
         return f"unverified local user {_local_user()} (no AWS caller identity: {type(exc).__name__})"
+    arn, account = str(identity["Arn"]), str(identity.get("Account", ""))
+    if deploying_account and account and account != deploying_account:
+        return (
+            f"{arn} (not the deploying account {deploying_account}: set AWS_PROFILE for the app rather than "
+            "cdk --profile)"
+        )
+    return arn
 
 
 def _local_user() -> str:

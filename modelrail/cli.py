@@ -77,7 +77,11 @@ def _operate(args: argparse.Namespace, action: str) -> int:
         models = stack.select(args.model)
         if action == "status":
             statuses = [read_status(aws, m, window_minutes=args.minutes) for m in models]
-            print(json.dumps(to_json(statuses), indent=2) if args.json else status_text(stack, statuses))
+            if args.json:
+                document = {"stack": stack.stack, "region": stack.region, "hotfix": stack.hotfix, "models": statuses}
+                print(json.dumps(to_json(document), indent=2))
+            else:
+                print(status_text(stack, statuses))
         elif action == "history":
             found = {m.model: read_deployments(aws, m, limit=args.limit) for m in models}
             if args.json:

@@ -333,7 +333,9 @@ def test_status_json_for_scripts(account: Account, run: Callable[..., tuple[int,
     code, out, _ = run("status", "--stack", STACK, "--model", "iris", "--json")
 
     assert code == 0
-    (status,) = json.loads(out)
+    document = json.loads(out)
+    assert (document["stack"], document["region"], document["hotfix"]) == (STACK, REGION, None)
+    (status,) = document["models"]
     assert [(w["version"], w["weight"], w["sha256"]) for w in status["weights"]] == [
         ("2", 0.75, SHA["2"]),
         ("3", 0.25, SHA["3"]),
@@ -636,3 +638,31 @@ def test_unknown_model_lists_the_stacks_models(account: Account, run: Callable[.
 
     assert code == 2
     assert err == f"modelrail: no model 'mnist' in stack {STACK}; it has: iris\n"
+
+
+def test_status_shows_that_the_last_deploy_was_a_hotfix(
+    account: Account, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    hotfixed = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "Operationsiris": operations_output(),
+            "Hotfix": {"Value": f"requested by {CALLER}: NaN on long petals"},
+        },
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="modelrail-hotfixed", TemplateBody=json.dumps(hotfixed)
+    )
+    hotfix = FakeDeployment("d-HOTFIX4", "Succeeded", 2, ("2", "3"), config="modelrail-production-iris-hotfix")
+    account.codedeploy.deployments([], in_flight=True)
+    account.codedeploy.deployments([*HISTORY, hotfix], limit=1)
+
+    code, out, _ = run("status", "--stack", "modelrail-hotfixed")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1] == f"  last deploy was a hotfix: requested by {CALLER}: NaN on long petals"
+    assert (
+        "  deployment (last): d-HOTFIX4 Succeeded: 2 -> 3, config modelrail-production-iris-hotfix, "
+        "HOTFIX (all at once)"
+    ) in lines

@@ -156,3 +156,15 @@ def test_hotfix_log_line_names_the_caller_or_says_it_is_unverified(monkeypatch: 
         "modelrail-production shift traffic all at once (the acceptance gate still runs; alarms still roll back). "
         "Reason: NaN on long petals"
     )
+
+
+def test_hotfix_caller_from_another_account_than_the_deploy_is_flagged() -> None:
+    class Sts:
+        def get_caller_identity(self) -> dict[str, str]:
+            return {"Arn": "arn:aws:iam::111111111111:user/bob", "Account": "111111111111"}
+
+    assert caller_identity(Sts(), deploying_account="111111111111") == "arn:aws:iam::111111111111:user/bob"
+    assert caller_identity(Sts(), deploying_account="222222222222") == (
+        "arn:aws:iam::111111111111:user/bob (not the deploying account 222222222222: set AWS_PROFILE for the app "
+        "rather than cdk --profile)"
+    )
