@@ -22,6 +22,7 @@ HOOKS = {
     "BeforeAllowTraffic": "acceptance gate (pre-traffic hook)",
     "AfterAllowTraffic": "alias check (post-traffic hook)",
 }
+_NO_TARGET_YET = ("DeploymentNotStartedException", "DeploymentDoesNotExistException")
 _APPSPEC_VERSION = {key: re.compile(rf'"?{key}"?\s*:\s*"?(\d+)"?') for key in ("CurrentVersion", "TargetVersion")}
 
 
@@ -160,7 +161,7 @@ def _lambda_target(codedeploy: Any, deployment_id: str) -> dict[str, Any]:
             return {}
         targets = codedeploy.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=ids[:1])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("DeploymentNotStartedException", "DeploymentDoesNotExist"):
+        if exc.response.get("Error", {}).get("Code") in _NO_TARGET_YET:
             return {}
         raise
     found = targets.get("deploymentTargets") or [{}]

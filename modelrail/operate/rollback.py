@@ -37,7 +37,7 @@ def rollback(
     who = caller(aws)
     in_flight = read_deployments(aws, resources, statuses=IN_FLIGHT, limit=1)
     if in_flight:
-        return _stop(aws, resources, in_flight[0], who, force=force)
+        return _stop(aws, resources, in_flight[0], who, force=force, to_version=to_version)
 
     weights = read_weights(aws, resources)
     target: str | None
@@ -114,10 +114,14 @@ def previous_version(deployments: list[Deployment], live: str) -> str | None:
     return None
 
 
-def _stop(aws: Aws, resources: ModelResources, deployment: Deployment, who: str, *, force: bool) -> RollbackResult:
+def _stop(
+    aws: Aws, resources: ModelResources, deployment: Deployment, who: str, *, force: bool, to_version: str | None
+) -> RollbackResult:
     with explained(f"stopping deployment {deployment.id}"):
         answer = aws.client("codedeploy").stop_deployment(deploymentId=deployment.id, autoRollbackEnabled=True)
     note = " (--force does not apply: CodeDeploy owns the alias while it deploys)" if force else ""
+    if to_version is not None and to_version != deployment.from_version:
+        note += f" (--to {to_version} does not apply: stopping returns {resources.alias} to where it was)"
     status = answer.get("status", "Pending")
     return RollbackResult(
         resources.model,

@@ -52,6 +52,8 @@ class FakeDeployment:
     events: list[tuple[str, str, str | None]] = field(default_factory=list)
     error: tuple[str, str] | None = None
     description: str | None = None
+    appspec: str | None = None  # the revision's AppSpec content, for deployments made with one
+    started: bool = True  # False: CodeDeploy has no target for it yet (DeploymentNotStartedException)
 
     def info(self) -> dict[str, Any]:
         created = NOW - timedelta(minutes=self.minutes_ago)
@@ -72,6 +74,8 @@ class FakeDeployment:
             info["errorInformation"] = {"code": self.error[0], "message": self.error[1]}
         if self.description is not None:
             info["description"] = self.description
+        if self.appspec is not None:
+            info["revision"] = {"revisionType": "AppSpecContent", "appSpecContent": {"content": self.appspec}}
         return info
 
     def target(self) -> dict[str, Any]:
@@ -123,6 +127,14 @@ class CodeDeploy:
             {"deploymentIds": [d.id for d in scrambled]},
         )
         for deployment in sorted(found, key=lambda d: d.minutes_ago)[:limit]:
+            if not deployment.started:
+                self.stub.add_client_error(
+                    "list_deployment_targets",
+                    "DeploymentNotStartedException",
+                    "The specified deployment has not started.",
+                    expected_params={"deploymentId": deployment.id},
+                )
+                continue
             self.stub.add_response(
                 "list_deployment_targets", {"targetIds": [f"{FUNCTION}:live"]}, {"deploymentId": deployment.id}
             )
@@ -666,3 +678,33 @@ def test_status_shows_that_the_last_deploy_was_a_hotfix(
         "  deployment (last): d-HOTFIX4 Succeeded: 2 -> 3, config modelrail-production-iris-hotfix, "
         "HOTFIX (all at once)"
     ) in lines
+
+
+def test_status_right_after_a_rollback_reads_the_versions_from_its_appspec(
+    account: Account, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    account.codedeploy.deployments([], in_flight=True)
+    account.codedeploy.deployments(HISTORY)
+    account.codedeploy.stub.add_response("create_deployment", {"deploymentId": "d-ROLLBACK"})
+    assert run("rollback", "--env", "production")[0] == 0
+    (request,) = account.codedeploy.created
+    queued = FakeDeployment(
+        "d-ROLLBACK",
+        "Created",
+        0,
+        ("?", "?"),
+        config=request["deploymentConfigName"],
+        creator="user",
+        description=request["description"],
+        appspec=request["revision"]["appSpecContent"]["content"],
+        started=False,
+    )
+    account.codedeploy.deployments([*HISTORY, queued], in_flight=True, limit=1)
+
+    code, out, _ = run("status", "--env", "production")
+
+    assert code == 0
+    assert (
+        "  deployment (in flight): d-ROLLBACK Created: 3 -> 2, config CodeDeployDefault.LambdaAllAtOnce, "
+        "rollback by user, step: Created"
+    ) in out.splitlines()
