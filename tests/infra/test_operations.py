@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,9 +90,12 @@ def test_hotfix_deploys_all_at_once_under_its_own_config(hotfix: Synthesized, pr
         "DeploymentConfigName": "modelrail-production-iris-hotfix",
         "TrafficRoutingConfig": {"Type": "AllAtOnce"},
     }
-    _, group = only(template, "AWS::CodeDeploy::DeploymentGroup")
+    group_id, group = only(template, "AWS::CodeDeploy::DeploymentGroup")
     assert group["Properties"]["DeploymentConfigName"] == {"Ref": config_id}
     assert operations_output(template)["deploymentConfig"] == f"<Ref:{config_id}>"
+    # The alias update (the deployment of the new version) goes through that group, so under that config.
+    _, alias = live_alias(template)
+    assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {"Ref": group_id}
     # The canary's config is gone for this deploy; without the flag it is what production uses.
     _, canary = only(production, "AWS::CodeDeploy::DeploymentConfig")
     assert canary["Properties"]["TrafficRoutingConfig"]["Type"] == "TimeBasedCanary"
@@ -168,3 +172,12 @@ def test_hotfix_caller_from_another_account_than_the_deploy_is_flagged() -> None
         "arn:aws:iam::111111111111:user/bob (not the deploying account 222222222222: set AWS_PROFILE for the app "
         "rather than cdk --profile)"
     )
+
+
+def test_a_bad_hotfix_flag_stops_the_synth_naming_the_flag(tmp_path: Path) -> None:
+    from app import create_app
+
+    context = context_with()
+    context[HOTFIX_CONTEXT_KEY] = "yes"
+    with pytest.raises(SpecError, match=r"^context modelrail.hotfix: give the reason for the hotfix"):
+        create_app(context=context, outdir=str(tmp_path), nag=False)
