@@ -101,7 +101,10 @@ class DataCaptureStream(Construct):
                 ),
             ),
         )
-        self.stream.node.add_dependency(role)
+        # Firehose checks its role's permissions on creation: the policy must exist first.
+        policy = role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            self.stream.node.add_dependency(policy)
         self.stream_arn = self.stream.attr_arn
         self.stream_name = self.stream.ref
         acknowledge(

@@ -123,6 +123,7 @@ class DriftMonitor(Construct):
         )
 
         self.settings = settings
+        self.models = frozenset(baselines)
         self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
 
     def watch(self, name: str, version: lambda_.IVersion) -> list[cloudwatch.Alarm]:

@@ -10,6 +10,8 @@ from constructs import Construct
 
 from .api import InferenceApi
 from .artifacts import ModelArtifacts
+from .capture import DataCaptureStream
+from .drift import DriftMonitor
 from .inference import InferenceFunction
 from .layer import LayerArtifact, RuntimeLayer
 from .monitoring import ModelDashboard
@@ -31,14 +33,25 @@ class ModelService(Construct):
         runtime: RuntimeLayer,
         environment: EnvironmentSpec,
         hotfix: Hotfix | None = None,
+        capture: DataCaptureStream | None = None,
+        drift: DriftMonitor | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.model = model
         artifact = artifacts.locations[model.name]
         self.inference = InferenceFunction(
-            self, "Inference", model=model, artifact=artifact, layer=runtime.layer, settings=environment.function
+            self,
+            "Inference",
+            model=model,
+            artifact=artifact,
+            layer=runtime.layer,
+            settings=environment.function,
+            capture_stream=capture.stream_name if capture else None,
+            capture_sample_rate=environment.monitoring.sample_rate,
         )
         artifact.grant_read(self.inference.role, self)
+        if capture is not None:
+            capture.grant_put(self.inference.role)
         acceptance = artifacts.acceptance_locations.get(model.name)
         self.rollout = Rollout(
             self,
@@ -64,12 +77,14 @@ class ModelService(Construct):
             settings=environment.api,
             tracing=environment.function.tracing,
         )
+        drift_alarms = drift.watch(model.name, self.inference.version) if drift and model.name in drift.models else []
         self.dashboard = ModelDashboard(
             self,
             "Monitoring",
             model_name=model.name,
             function=self.inference.function,
             alarms=list(self.rollout.alarms.values()),
+            drift_alarms=drift_alarms,
         )
 
 
@@ -90,6 +105,32 @@ class ModelrailStack(Stack):
         self.hotfix = hotfix
         self.artifacts = ModelArtifacts(self, "Artifacts", models=models)
         self.runtime = RuntimeLayer(self, "Runtime", artifact=layer)
+        monitoring = environment.monitoring
+        self.capture: DataCaptureStream | None = None
+        self.drift: DriftMonitor | None = None
+        if monitoring.capture:
+            self.capture = DataCaptureStream(
+                self,
+                "Capture",
+                retention_days=monitoring.capture_retention_days,
+                access_logs=self.artifacts.access_logs,
+            )
+            baselines = {
+                m.name: (self.artifacts.baseline_locations[m.name], m.baseline_sha256)
+                for m in models
+                if m.baseline_sha256 is not None and m.name in self.artifacts.baseline_locations
+            }
+            if baselines:
+                self.drift = DriftMonitor(
+                    self,
+                    "Drift",
+                    settings=monitoring,
+                    capture=self.capture,
+                    baselines=baselines,
+                    layer=self.runtime.layer,
+                    architecture=environment.function.architecture,
+                )
+                CfnOutput(self, "DriftTopic", value=self.drift.topic.topic_arn, description="drift alarms notify it")
         self.services: dict[str, ModelService] = {}
         for model in models:
             service = ModelService(
@@ -100,6 +141,8 @@ class ModelrailStack(Stack):
                 runtime=self.runtime,
                 environment=environment,
                 hotfix=hotfix,
+                capture=self.capture,
+                drift=self.drift,
             )
             self.services[model.name] = service
             CfnOutput(self, f"InvokeUrl-{model.name}", value=service.api.url, description=f"{model.name}: API base URL")

@@ -122,7 +122,11 @@ def test_inference_role_reads_only_its_own_model_object(environment: tuple[str, 
         "s3:GetObject",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
+        "firehose:PutRecordBatch",  # data capture, to its own stream only
     }, every_action
+    (stream,) = resources(template, "AWS::KinesisFirehose::DeliveryStream")
+    (capture,) = [s for s in statements if "firehose:PutRecordBatch" in actions(s)]
+    assert capture["Resource"] == {"Fn::GetAtt": [stream, "Arn"]}
     role = template["Resources"][role_of(function)]
     assert "ManagedPolicyArns" not in role["Properties"]
 
@@ -185,8 +189,17 @@ def test_deployment_group_rolls_back_on_failure_stop_and_every_alarm(environment
     }
     watched = [a["Name"] for a in props["AlarmConfiguration"]["Alarms"]]
     assert props["AlarmConfiguration"]["Enabled"] is True
-    assert sorted(w["Ref"] for w in watched) == sorted(resources(template, "AWS::CloudWatch::Alarm"))
+    assert sorted(w["Ref"] for w in watched) == sorted(rollout_alarms(template))
     assert len(watched) == 6
+
+
+def rollout_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The alarms that can stop a deployment; drift alarms notify a topic instead (AlarmActions)."""
+    return {
+        k: v
+        for k, v in resources(template, "AWS::CloudWatch::Alarm").items()
+        if not v["Properties"].get("AlarmActions")
+    }
 
 
 def _alarm_dimensions(alarm: dict[str, Any]) -> list[list[dict[str, Any]]]:
@@ -251,7 +264,7 @@ def test_alarms_follow_the_new_version_before_the_deployment_starts(environment:
     """CloudFormation updates the alarms (re-pointed at the new version) before the alias update that deploys."""
     _, template = environment
     _, alias = live_alias(template)
-    assert set(resources(template, "AWS::CloudWatch::Alarm")) <= set(alias.get("DependsOn", []))
+    assert set(rollout_alarms(template)) <= set(alias.get("DependsOn", []))
 
 
 def _grants(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
