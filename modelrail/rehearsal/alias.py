@@ -40,7 +40,8 @@ class WeightedAlias:
         self.stats: dict[str, VersionStats] = defaultdict(VersionStats)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
-        self.observers: list[Callable[[str, float, dict[str, Any]], None]] = []
+        # Called with (version, time, event, response) after every invocation through the alias.
+        self.observers: list[Callable[[str, float, dict[str, Any], dict[str, Any]], None]] = []
 
     def add_version(self, worker: LambdaWorker) -> None:
         self.workers[worker.version] = worker
@@ -89,5 +90,5 @@ class WeightedAlias:
             stats.client_errors += 400 <= status < 500
             stats.latencies_ms.append(invocation.duration_ms)
         for observe in self.observers:
-            observe(version, now, invocation.response)
+            observe(version, now, event, invocation.response)
         return invocation

@@ -35,7 +35,7 @@ class CanaryAnalysis:
         self._lock = threading.Lock()
         self._published_until = 0.0
 
-    def observe(self, version: str, time: float, response: dict[str, Any]) -> None:
+    def observe(self, version: str, time: float, event: dict[str, Any], response: dict[str, Any]) -> None:
         """Keep the predictions of one successful inference answer."""
         if version not in self._answers or response.get("statusCode") != 200:
             return

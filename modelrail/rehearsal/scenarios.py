@@ -7,6 +7,7 @@ part of real traffic, rolled back by the canary's alarms.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .alias import WeightedAlias
 from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .controller import DeploymentController, describe
+from .drift import DriftWatch
 from .metrics import MetricStore
 from .traffic import LoadGenerator, RequestMix
 from .view import RehearsalView
@@ -86,10 +88,13 @@ def run_scenario(
         store, model, baseline.version, candidate.version, divergence.definition.period_seconds if divergence else 60
     )
     alias.observers.append(canary.observe)
+    baseline_document = json.loads(baseline_bundle.baseline_path.read_text()) if baseline_bundle.baseline_path else None
+    drift = DriftWatch(baseline_document)
+    alias.observers.append(drift.observe)
     mix = RequestMix(baseline_bundle.acceptance_cases(), replay or ())
     gateway = LocalGateway({model: alias}).start()
     load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
-    view.begin(scenario.name, alias, alarms, clock)
+    view.begin(scenario.name, alias, alarms, clock, canary=canary, drift=drift)
     try:
         clock.sleep_until(WARM_UP_S, stop)
         controller = DeploymentController(
@@ -139,6 +144,7 @@ def run_scenario(
         "decided_after_s": _since(first, result.decided_at),
         "alarms": [{"name": a.name, "final_state": a.state, "fired_at_s": _since(first, a.fired_at())} for a in alarms],
         "prediction_divergence": round(canary.latest, 4) if canary.latest is not None else None,
+        "drift": drift_summary(drift),
         "acceptance": result.verdict.to_dict() if result.verdict else None,
     }
 
@@ -146,3 +152,16 @@ def run_scenario(
 def _since(first: float | None, moment: float | None) -> float | None:
     """Rehearsed seconds from the candidate's first user request to ``moment`` (None if either never came)."""
     return round(moment - first, 1) if first is not None and moment is not None else None
+
+
+def drift_summary(drift: DriftWatch) -> dict[str, Any] | None:
+    """The traffic's drift from the baseline bundle's baseline.json (all versions' answers)."""
+    report = drift.report()
+    if report is None:
+        return None
+    worst = report.worst("feature", 1)
+    return {
+        "feature_drift_max": report.to_dict()["feature_drift_max"],
+        "worst_feature": worst[0].name if worst else None,
+        "prediction_drift": report.to_dict()["prediction_drift"],
+    }

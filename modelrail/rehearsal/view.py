@@ -14,7 +14,9 @@ from rich.text import Text
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias
+from .canary import CanaryAnalysis
 from .clock import RehearsalClock
+from .drift import DriftWatch
 
 STATE_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
 
@@ -28,13 +30,25 @@ class RehearsalView:
         self.alarms: list[AlarmEvaluator] = []
         self.clock: RehearsalClock | None = None
         self.decisions: list[str] = []
+        self.canary: CanaryAnalysis | None = None
+        self.drift: DriftWatch | None = None
         self._live: Live | None = None
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_status = -1
 
-    def begin(self, title: str, alias: WeightedAlias, alarms: list[AlarmEvaluator], clock: RehearsalClock) -> None:
+    def begin(
+        self,
+        title: str,
+        alias: WeightedAlias,
+        alarms: list[AlarmEvaluator],
+        clock: RehearsalClock,
+        *,
+        canary: CanaryAnalysis | None = None,
+        drift: DriftWatch | None = None,
+    ) -> None:
         self.title, self.alias, self.alarms, self.clock = title, alias, alarms, clock
+        self.canary, self.drift = canary, drift
         self.decisions = []
         self._last_status = -1
         self._stop.clear()
@@ -80,7 +94,7 @@ class RehearsalView:
         traffic = "; ".join(f"v{v} {s.total} req {s.errors} err" for v, s in sorted(self.alias.stats.items()))
         alarms = ", ".join(f"{a.name} {a.state}" for a in self.alarms)
         self.console.print(
-            f"  [t={self.clock.now():7.1f}s] alias {weights} | {traffic} | {alarms}",
+            f"  [t={self.clock.now():7.1f}s] alias {weights} | {traffic} | {alarms} | {self.signals()}",
             highlight=False,
             markup=False,
             style="dim",
@@ -117,4 +131,19 @@ class RehearsalView:
                 f"{rule} ({d.datapoints_to_alarm} of {d.evaluation_periods})",
             )
         decisions = Text("\n".join(self.decisions[-8:]) or "waiting for the deployment...")
-        return Group(versions, alarms, decisions)
+        return Group(versions, alarms, Text(self.signals(), style="cyan"), decisions)
+
+    def signals(self) -> str:
+        """The monitoring signals: the traffic's drift from the baseline, and the canary analysis."""
+        parts = []
+        report = self.drift.report() if self.drift else None
+        if report is not None and report.feature_drift_max is not None:
+            worst = report.worst("feature", 1)
+            name = f" ({worst[0].name})" if worst else ""
+            prediction = f"{report.prediction_drift:.3f}" if report.prediction_drift is not None else "-"
+            parts.append(
+                f"drift vs baseline: worst feature PSI {report.feature_drift_max:.3f}{name}, predictions {prediction}"
+            )
+        if self.canary is not None and self.canary.latest is not None:
+            parts.append(f"canary analysis: new vs old predictions PSI {self.canary.latest:.3f}")
+        return "; ".join(parts) or "drift and canary analysis: waiting for data"

@@ -77,7 +77,7 @@ def nan_tail(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def skewed(model: onnx.ModelProto, shift: float = 3.0) -> onnx.ModelProto:
+def skewed(model: onnx.ModelProto, shift: float = 5.0) -> onnx.ModelProto:
     """Raise class 1's intercept in the LinearClassifier by ``shift``."""
     classifier = next(n for n in model.graph.node if n.op_type == "LinearClassifier")
     intercepts = next(a for a in classifier.attribute if a.name == "intercepts")

@@ -18,7 +18,7 @@ def answer(label: int) -> dict[str, object]:
 
 def feed(canary: CanaryAnalysis, version: str, labels: list[int], start: float) -> None:
     for i, label in enumerate(labels):
-        canary.observe(version, start + i * 0.1, answer(label))
+        canary.observe(version, start + i * 0.1, {}, answer(label))
 
 
 def test_same_predictions_stay_low_and_skewed_ones_cross_the_threshold() -> None:
@@ -43,7 +43,7 @@ def test_no_datapoint_until_the_new_version_has_enough_rows_or_for_errors() -> N
     canary = CanaryAnalysis(store, "iris", "1", "2", period_s=60, min_rows=50)
     feed(canary, "1", [0, 1, 2] * 100, start=1)
     feed(canary, "2", [0, 1, 2] * 10, start=1)
-    canary.observe("2", 5, {"statusCode": 500, "body": '{"error": "non-finite"}'})
+    canary.observe("2", 5, {}, {"statusCode": 500, "body": '{"error": "non-finite"}'})
     canary.publish(60)
     assert store.values("modelrail", "PredictionDivergence", DIMENSIONS, 0, 60) == []
     assert canary.latest is None
