@@ -182,6 +182,8 @@ def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
             "--traffic",
             str(traffic),
             "--time-scale",
+            "20",
+            "--rate",
             "60",
             "--report",
             str(report),

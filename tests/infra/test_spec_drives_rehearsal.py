@@ -33,7 +33,7 @@ def rehearse(context: dict[str, Any]) -> dict[str, Any]:
     scenario = Scenario("nan-tail", PROJECT / "models" / "iris", PROJECT / "models" / "iris-candidates" / "nan-tail")
     view = RehearsalView(Console(file=io.StringIO()))
     with LocalCloud() as cloud:
-        return run_scenario(scenario, environment, cloud, view, time_scale=30, replay=replay)
+        return run_scenario(scenario, environment, cloud, view, time_scale=30, rate=60, replay=replay)
 
 
 def test_one_spec_change_changes_the_template_and_the_rehearsal(main: Synthesized, synth: Any) -> None:
