@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -42,6 +43,22 @@ class ArtifactLocation:
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
 
 
+def private_bucket(scope: Construct, id_: str, *, access_logs: s3.IBucket, logs_prefix: str, **extra: Any) -> s3.Bucket:
+    """Encrypted, never public, TLS only, owner-enforced, kept when the stack goes, its access logged."""
+    return s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        removal_policy=RemovalPolicy.RETAIN,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=logs_prefix,
+        **extra,
+    )
+
+
 class ModelArtifacts(Construct):
     """A private, versioned, encrypted, TLS-only bucket kept on stack deletion, with the models in it."""
 
@@ -57,17 +74,8 @@ class ModelArtifacts(Construct):
             removal_policy=RemovalPolicy.RETAIN,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
         )
-        self.bucket = s3.Bucket(
-            self,
-            "Bucket",
-            versioned=True,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="artifacts/",
+        self.bucket = private_bucket(
+            self, "Bucket", access_logs=self.access_logs, logs_prefix="artifacts/", versioned=True
         )
         self.locations: dict[str, ArtifactLocation] = {}
         self.acceptance_locations: dict[str, ArtifactLocation] = {}

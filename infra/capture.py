@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from .artifacts import private_bucket
 from .nag import acknowledge, logical_id
 
 CAPTURE_PREFIX = "capture/"
@@ -27,16 +28,11 @@ PARTITIONED_PREFIX = (
 class DataCaptureStream(Construct):
     def __init__(self, scope: Construct, id_: str, *, retention_days: int, access_logs: s3.IBucket) -> None:
         super().__init__(scope, id_)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            removal_policy=RemovalPolicy.RETAIN,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="capture/",
+            access_logs=access_logs,
+            logs_prefix="capture/",
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(retention_days))],
         )
         log_group = logs.LogGroup(

@@ -71,16 +71,21 @@ class DataCapture:
         """Maybe capture one answered request (sampled); True if it was buffered."""
         if self._random.random() >= self.sample_rate:
             return False
-        record = {
-            "model": self.model,
-            "version": self.version,
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "request_id": request_id,
-            "inputs": [_input(n, a) for n, a in feeds.items() if n not in self.exclude_inputs],
-            "outputs": [encode_output(n, v) for n, v in results.items()],
-            "excluded": sorted(self.exclude_inputs & feeds.keys()),
-        }
-        line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
+        try:
+            record = {
+                "model": self.model,
+                "version": self.version,
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "request_id": request_id,
+                "inputs": [_input(n, a) for n, a in feeds.items() if n not in self.exclude_inputs],
+                "outputs": [encode_output(n, v) for n, v in results.items()],
+                "excluded": sorted(self.exclude_inputs & feeds.keys()),
+            }
+            line = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
+        except Exception:  # an output capture cannot encode is dropped and counted, never raised
+            with self._lock:
+                self.dropped += 1
+            return False
         with self._lock:
             if len(line) > MAX_RECORD_BYTES or len(self._buffer) >= self.max_buffered:
                 self.dropped += 1
