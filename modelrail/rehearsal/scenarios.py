@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,13 @@ def run_scenario(
         raise ValueError(f"the candidate is model {candidate_bundle.name!r} but the baseline is {model!r}")
     function_name = f"modelrail-{environment.name}-{model}"
 
-    baseline = cloud.start_worker(cloud.deploy(baseline_bundle), "1")
-    candidate = cloud.start_worker(cloud.deploy(candidate_bundle), "2")
+    # Both execution environments cold-start at once, as two Lambda versions would.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        starting = [
+            pool.submit(cloud.start_worker, cloud.deploy(bundle), version)
+            for bundle, version in ((baseline_bundle, "1"), (candidate_bundle, "2"))
+        ]
+        baseline, candidate = (future.result() for future in starting)
     clock = RehearsalClock(time_scale)
     store = MetricStore()
     alias = WeightedAlias(function_name, clock, store)
