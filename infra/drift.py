@@ -10,23 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from .artifacts import ArtifactLocation
 from .capture import CAPTURE_PREFIX, DataCaptureStream
-from .inference import RUNTIME, functions_code
-from .layer import ARCHITECTURES
-from .nag import acknowledge, acknowledge_python_runtime, logical_id
+from .inference import support_function
+from .nag import acknowledge, logical_id
 from .spec import METRICS_NAMESPACE, MonitoringSettings
 
 HANDLER = "monitor.handler.handler"
@@ -57,32 +55,19 @@ class DriftMonitor(Construct):
             "encrypted with the AWS-managed SNS key, and a customer-managed key would cost $1 a month per stack.",
         )
 
-        log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="modelrail drift monitor: read captured data and baselines, publish drift metrics",
-        )
         models = [
             {"name": name, "baseline_uri": location.uri, "baseline_sha256": sha256}
             for name, (location, sha256) in baselines.items()
         ]
-        self.function = lambda_.Function(
+        self.function, role = support_function(
             self,
-            "Function",
-            description="modelrail drift monitor and canary analysis",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURES[architecture],
+            package="monitor",
             handler=HANDLER,
-            code=functions_code("monitor"),
-            layers=[layer],
+            description="modelrail drift monitor and canary analysis",
+            role_description="modelrail drift monitor: read captured data and baselines, publish drift metrics",
+            layer=layer,
+            architecture=architecture,
             timeout=Duration.minutes(5),
-            memory_size=1024,
-            role=role,
-            log_group=log_group,
             environment={
                 "MODELS": Stack.of(self).to_json_string(models),
                 "CAPTURE_BUCKET": capture.bucket.bucket_name,
@@ -91,8 +76,6 @@ class DriftMonitor(Construct):
                 "METRIC_NAMESPACE": METRICS_NAMESPACE,
             },
         )
-        log_group.grant_write(role)
-        acknowledge_python_runtime(self.function)
         capture.grant_read(role)
         for location, _ in baselines.values():
             location.grant_read(role, self)

@@ -34,6 +34,46 @@ def functions_code(package: str) -> lambda_.Code:
     return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", *others])
 
 
+def support_function(
+    scope: Construct,
+    *,
+    package: str,
+    handler: str,
+    description: str,
+    role_description: str,
+    layer: lambda_.ILayerVersion,
+    architecture: str,
+    timeout: Duration,
+    environment: dict[str, str],
+) -> tuple[lambda_.Function, iam.Role]:
+    """One of modelrail's own functions beside the inference function (hooks, monitor): children Logs (a month),
+    Role (writes those logs; the caller grants the rest) and Function, on the runtime layer."""
+    log_group = logs.LogGroup(
+        scope, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+    )
+    role = iam.Role(
+        scope, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=role_description
+    )
+    function = lambda_.Function(
+        scope,
+        "Function",
+        description=description,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURES[architecture],
+        handler=handler,
+        code=functions_code(package),
+        layers=[layer],
+        timeout=timeout,
+        memory_size=1024,
+        role=role,
+        log_group=log_group,
+        environment=environment,
+    )
+    log_group.grant_write(role)
+    acknowledge_python_runtime(function)
+    return function, role
+
+
 class InferenceFunction(Construct):
     """Function + version + alias ``live``; the role writes its own logs (the parent grants the artifact read)."""
 

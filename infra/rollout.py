@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from .inference import RUNTIME, functions_code
-from .layer import ARCHITECTURES
-from .nag import acknowledge, acknowledge_python_runtime, logical_id, managed_policy
+from .inference import support_function
+from .nag import acknowledge, logical_id, managed_policy
 from .spec import ALIAS_NAME, HOTFIX_CONFIG_SUFFIX, AlarmDefinition, DeployedModel, Hotfix, RolloutPolicy
 
 PRE_TRAFFIC_HANDLER = "acceptance.pretraffic.handler"
@@ -172,33 +170,17 @@ class AcceptanceHooks(Construct):
         environment: dict[str, str],
         timeout: Duration,
     ) -> lambda_.Function:
-        scope = Construct(self, id_)
-        log_group = logs.LogGroup(
-            scope, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
-        )
-        role = iam.Role(
-            scope,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"modelrail {id_} hook for model {self._model_name}",
-        )
-        function = lambda_.Function(
-            scope,
-            "Function",
-            description=description,
-            runtime=RUNTIME,
-            architecture=ARCHITECTURES[self._architecture],
+        function, _ = support_function(
+            Construct(self, id_),
+            package="acceptance",
             handler=handler,
-            code=functions_code("acceptance"),
-            layers=[self._layer],
+            description=description,
+            role_description=f"modelrail {id_} hook for model {self._model_name}",
+            layer=self._layer,
+            architecture=self._architecture,
             timeout=timeout,
-            memory_size=1024,
-            role=role,
-            log_group=log_group,
             environment=environment,
         )
-        log_group.grant_write(role)
-        acknowledge_python_runtime(function)
         return function
 
 
