@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -99,6 +98,3 @@ def rehearse(args: argparse.Namespace) -> int:
         return 0
     return 0 if len(results) == len(scenarios) and all(r["as_expected"] for r in results) else 1
 
-
-def main() -> None:  # pragma: no cover - convenience for `python -m modelrail.rehearsal.run`
-    sys.exit(rehearse(argparse.Namespace()))
