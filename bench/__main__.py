@@ -56,8 +56,8 @@ class Deployment:
     """The bundles uploaded to the embedded S3, and fresh per-process environments for their functions."""
 
     def __init__(self, aws: Any, bundles: dict[str, Any]) -> None:
+        from infra.spec import DeployedModel
         from modelrail.local.aws import ARTIFACT_BUCKET
-        from modelrail.local.environment import function_environment
 
         self.aws_env = aws.environment()
         self.bundles = bundles
@@ -65,9 +65,9 @@ class Deployment:
         s3 = aws.client("s3")
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
         for name, bundle in bundles.items():
-            key, sha256 = bundle.artifact_key(), bundle.sha256()
-            s3.upload_file(str(bundle.model_path), ARTIFACT_BUCKET, key)
-            self.function_envs[name] = function_environment(bundle, f"s3://{ARTIFACT_BUCKET}/{key}", sha256)
+            model = DeployedModel.of_bundle(bundle)
+            s3.upload_file(str(bundle.model_path), ARTIFACT_BUCKET, model.artifact_key)
+            self.function_envs[name] = model.environment(f"s3://{ARTIFACT_BUCKET}/{model.artifact_key}")
         self._fresh = 0
 
     def environment(self, model: str) -> dict[str, str]:

@@ -26,6 +26,11 @@ SETTINGS_FILE = "modelrail.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 
+def artifact_key(name: str, sha256: str) -> str:
+    """Content-addressed object key of a model: a new model is a new key, never an overwrite."""
+    return f"models/{name}/{sha256}.onnx"
+
+
 class BundleError(ValueError):
     """A bundle that cannot be used; the message names the file or field at fault."""
 
@@ -113,5 +118,4 @@ class ModelBundle:
         return hashlib.sha256(self.model_path.read_bytes()).hexdigest()
 
     def artifact_key(self) -> str:
-        """Content-addressed object key: a new model is a new key, never an overwrite."""
-        return f"models/{self.name}/{self.sha256()}.onnx"
+        return artifact_key(self.name, self.sha256())

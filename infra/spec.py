@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .bundle import NAME_PATTERN, BundleError, ModelBundle
+from .bundle import NAME_PATTERN, BundleError, ModelBundle, artifact_key
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = ROOT / "cdk.json"
@@ -466,10 +466,26 @@ class DeployedModel:
     acceptance_sha256: str | None = None  # of the bundle's acceptance.jsonl, when it has one
     baseline_sha256: str | None = None  # of the bundle's baseline.json, when it has one
 
+    @classmethod
+    def of_bundle(cls, bundle: ModelBundle) -> DeployedModel:
+        """A bundle as deployed: its model, acceptance set and baseline pinned by their sha256."""
+
+        def digest(path: Path | None) -> str | None:
+            return hashlib.sha256(path.read_bytes()).hexdigest() if path else None
+
+        return cls(
+            bundle.name,
+            bundle.sha256(),
+            bundle.settings.max_batch_rows,
+            bundle,
+            acceptance_sha256=digest(bundle.acceptance_path),
+            baseline_sha256=digest(bundle.baseline_path),
+        )
+
     @property
     def artifact_key(self) -> str:
         """Object key in the stack's artifacts bucket (content-addressed) for a bundle."""
-        return f"models/{self.name}/{self.sha256}.onnx"
+        return artifact_key(self.name, self.sha256)
 
     @property
     def acceptance_key(self) -> str | None:
@@ -556,21 +572,7 @@ class DeploymentSpec(_Spec):
                     bundle = ModelBundle.load(base_dir / source.bundle)
                 except BundleError as exc:
                     raise SpecError(f"{where}.bundle: {exc}") from exc
-                acceptance = bundle.acceptance_path
-                resolved.append(
-                    DeployedModel(
-                        bundle.name,
-                        bundle.sha256(),
-                        bundle.settings.max_batch_rows,
-                        bundle,
-                        acceptance_sha256=hashlib.sha256(acceptance.read_bytes()).hexdigest() if acceptance else None,
-                        baseline_sha256=(
-                            hashlib.sha256(bundle.baseline_path.read_bytes()).hexdigest()
-                            if bundle.baseline_path
-                            else None
-                        ),
-                    )
-                )
+                resolved.append(DeployedModel.of_bundle(bundle))
             else:
                 assert source.name is not None
                 assert source.sha256 is not None

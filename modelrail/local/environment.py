@@ -11,33 +11,28 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.bundle import ModelBundle
+from infra.spec import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
 from .gateway import LocalGateway, Observer
 from .worker import LambdaWorker
 
 
-@dataclass
-class DeployedModel:
-    bundle: ModelBundle
+@dataclass(frozen=True)
+class LocalDeployment:
+    """A model uploaded to the embedded S3, and its function's configuration as the CDK stack sets it."""
+
+    model: DeployedModel
     uri: str
-    sha256: str
-    environment: dict[str, str] = field(default_factory=dict)
 
-
-def function_environment(bundle: ModelBundle, uri: str, sha256: str) -> dict[str, str]:
-    """The inference function's configuration for one model: what makes every model change a new version."""
-    return {
-        "MODEL_NAME": bundle.name,
-        "MODEL_URI": uri,
-        "MODEL_SHA256": sha256,
-        "MAX_BATCH_ROWS": str(bundle.settings.max_batch_rows),
-    }
+    @property
+    def environment(self) -> dict[str, str]:
+        return self.model.environment(self.uri)
 
 
 class LocalCloud:
@@ -67,16 +62,15 @@ class LocalCloud:
     def on_stop(self, callback: Any) -> None:
         self._stack.callback(callback)
 
-    def deploy(self, bundle: ModelBundle) -> DeployedModel:
+    def deploy(self, bundle: ModelBundle) -> LocalDeployment:
         """Upload the bundle's model content-addressed (as the CDK asset does) and describe its function."""
-        key = bundle.artifact_key()
-        self.aws.client("s3").upload_file(str(bundle.model_path), ARTIFACT_BUCKET, key)
-        uri, sha256 = f"s3://{ARTIFACT_BUCKET}/{key}", bundle.sha256()
-        return DeployedModel(bundle, uri, sha256, function_environment(bundle, uri, sha256))
+        model = DeployedModel.of_bundle(bundle)
+        self.aws.client("s3").upload_file(str(bundle.model_path), ARTIFACT_BUCKET, model.artifact_key)
+        return LocalDeployment(model, f"s3://{ARTIFACT_BUCKET}/{model.artifact_key}")
 
-    def start_worker(self, deployed: DeployedModel, version: str) -> LambdaWorker:
+    def start_worker(self, deployed: LocalDeployment, version: str) -> LambdaWorker:
         """One execution environment of the function at ``version``: its own variables, its own /tmp."""
-        name = deployed.bundle.name
+        name = deployed.model.name
         environment = {
             **self.aws.environment(),
             **deployed.environment,

@@ -97,4 +97,3 @@ def rehearse(args: argparse.Namespace) -> int:
     if own:
         return 0
     return 0 if len(results) == len(scenarios) and all(r["as_expected"] for r in results) else 1
-
