@@ -20,18 +20,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .datatypes import oip_datatype_of
 from .protocol import encode_output
 
 MAX_RECORD_BYTES = 1000 * 1024  # Firehose's limit for one record
 MAX_BATCH_RECORDS = 500  # PutRecordBatch's limits
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-
-def _input(name: str, array: np.ndarray) -> dict[str, Any]:
-    flat = np.ascontiguousarray(array).ravel()
-    data = flat if flat.dtype.kind in "biuf" else flat.tolist()
-    return {"name": name, "shape": list(array.shape), "datatype": oip_datatype_of(array), "data": data}
 
 
 class DataCapture:
@@ -77,7 +70,7 @@ class DataCapture:
                 "version": self.version,
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "request_id": request_id,
-                "inputs": [_input(n, a) for n, a in feeds.items() if n not in self.exclude_inputs],
+                "inputs": [encode_output(n, a) for n, a in feeds.items() if n not in self.exclude_inputs],
                 "outputs": [encode_output(n, v) for n, v in results.items()],
                 "excluded": sorted(self.exclude_inputs & feeds.keys()),
             }
