@@ -13,8 +13,8 @@ import json
 import threading
 from typing import Any
 
-from functions.monitor.capture import tensor_columns
-from functions.monitor.stats import Column, prediction_divergence
+from functions.monitor.capture import Columns
+from functions.monitor.stats import prediction_divergence
 from infra.spec import METRICS_NAMESPACE
 
 from .metrics import Datapoint, MetricStore
@@ -31,7 +31,7 @@ class CanaryAnalysis:
         self.period_s = period_s
         self.min_rows = min_rows
         self.latest: float | None = None
-        self._answers: dict[str, list[tuple[float, dict[str, Column]]]] = {baseline: [], candidate: []}
+        self._answers: dict[str, list[tuple[float, list[dict[str, Any]]]]] = {baseline: [], candidate: []}
         self._lock = threading.Lock()
         self._published_until = 0.0
 
@@ -42,16 +42,19 @@ class CanaryAnalysis:
         body = response.get("body") or ""
         if response.get("isBase64Encoded") or '"outputs"' not in body:
             return
-        columns, _ = tensor_columns(json.loads(body)["outputs"], outputs=True)
+        outputs = json.loads(body)["outputs"]
         with self._lock:
-            self._answers[version].append((time, columns))
+            self._answers[version].append((time, outputs))
 
     def divergence(self, since: float, until: float) -> float | None:
         """Canary analysis over the answers both versions gave in [since, until)."""
+        old, new = Columns(), Columns()
         with self._lock:
-            old = [c for t, c in self._answers[self.baseline] if since <= t < until]
-            new = [c for t, c in self._answers[self.candidate] if since <= t < until]
-        return prediction_divergence(_merged(old), _merged(new), self.min_rows)
+            for columns, version in ((old, self.baseline), (new, self.candidate)):
+                for t, outputs in self._answers[version]:
+                    if since <= t < until:
+                        columns.add([], outputs)
+        return prediction_divergence(old.predictions, new.predictions, self.min_rows)
 
     def publish(self, now: float) -> None:
         """PredictionDivergence for each alarm period that ended since the last call."""
@@ -68,11 +71,3 @@ class CanaryAnalysis:
             dimensions = frozenset({("ModelName", self.model), ("ModelVersion", self.candidate)})
             stamp = self._published_until - 1e-6  # inside the period that just ended
             self.store.add([Datapoint(stamp, METRICS_NAMESPACE, "PredictionDivergence", dimensions, value)])
-
-
-def _merged(answers: list[dict[str, Column]]) -> dict[str, Column]:
-    merged: dict[str, Column] = {}
-    for columns in answers:
-        for name, column in columns.items():
-            merged.setdefault(name, Column(column.kind, [])).values.extend(column.values)
-    return merged
