@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+import time
 from typing import Any
 
 from rich.console import Console, Group
@@ -36,6 +37,7 @@ class RehearsalView:
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_status = -1
+        self._signals: tuple[float, str] | None = None  # (monotonic time, text): drift is recomputed once a second
 
     def begin(
         self,
@@ -51,6 +53,7 @@ class RehearsalView:
         self.canary, self.drift = canary, drift
         self.decisions = []
         self._last_status = -1
+        self._signals = None
         self._stop.clear()
         self.console.rule(f"[bold]{title}")
         if self.live_mode:
@@ -63,6 +66,7 @@ class RehearsalView:
         self._stop.set()
         if self._ticker:
             self._ticker.join()
+        self._signals = None  # the final view shows the final figures
         if self._live:
             self._live.update(self.render())
             self._live.stop()
@@ -134,7 +138,17 @@ class RehearsalView:
         return Group(versions, alarms, Text(self.signals(), style="cyan"), decisions)
 
     def signals(self) -> str:
-        """The monitoring signals: the traffic's drift from the baseline, and the canary analysis."""
+        """The monitoring signals: the traffic's drift from the baseline, and the canary analysis.
+
+        The drift report covers all the traffic so far; the live view refreshes four times a second, so the
+        text is kept for a second rather than recomputed on every refresh.
+        """
+        now = time.monotonic()
+        if self._signals is None or now - self._signals[0] >= 1.0:
+            self._signals = (now, self._compute_signals())
+        return self._signals[1]
+
+    def _compute_signals(self) -> str:
         parts = []
         report = self.drift.report() if self.drift else None
         if report is not None and report.feature_drift_max is not None:
