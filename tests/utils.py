@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.acceptance.events import response_body, response_headers
+
 EVENTS = Path(__file__).parent / "events"
 
 
@@ -68,10 +70,7 @@ def rest_event(
 
 
 def answer_of(response: dict[str, Any]) -> Answer:
-    headers = {k.lower(): ", ".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}
-    headers.update({k.lower(): str(v) for k, v in (response.get("headers") or {}).items()})
-    body = response.get("body") or "{}"
-    return Answer(response["statusCode"], headers, json.loads(body))
+    return Answer(response["statusCode"], response_headers(response), json.loads(response_body(response) or b"{}"))
 
 
 def emf_records(printed: str) -> list[dict[str, Any]]:
