@@ -38,18 +38,12 @@ _FOREIGN_PREFIXES = ("AWS_", "POWERTOOLS_", "MODEL_", "MAX_BATCH_ROWS", "ORT_", 
 
 
 def lambda_environment(aws_env: dict[str, str], function_env: dict[str, str], cache_dir: Path) -> dict[str, str]:
-    """As LocalEnvironment.worker_environment builds it, plus the shell's own PATH and friends."""
+    """As the local environment builds it (a fresh cache dir: the artifact is fetched and verified again), plus
+    the shell's own PATH and friends."""
+    from modelrail.local.environment import execution_environment
+
     base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
-    return {
-        **base,
-        **aws_env,
-        **function_env,
-        "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{function_env['MODEL_NAME']}",
-        "AWS_LAMBDA_FUNCTION_VERSION": "1",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "MODEL_CACHE_DIR": str(cache_dir),  # a fresh directory: the artifact is fetched and verified again
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-    }
+    return {**base, **execution_environment(aws_env, function_env, version="1", cache_dir=cache_dir)}
 
 
 class Deployment:

@@ -35,6 +35,21 @@ class LocalDeployment:
         return self.model.environment(self.uri)
 
 
+def execution_environment(
+    aws: dict[str, str], function: dict[str, str], *, version: str, cache_dir: Path
+) -> dict[str, str]:
+    """A Lambda execution environment's variables: the local AWS's, the function's, and the runtime's."""
+    return {
+        **aws,
+        **function,
+        "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{function['MODEL_NAME']}",
+        "AWS_LAMBDA_FUNCTION_VERSION": version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "MODEL_CACHE_DIR": str(cache_dir),  # each environment has its own /tmp
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+    }
+
+
 class LocalCloud:
     """The embedded AWS with the artifacts bucket, and the Lambda workers started on it; stops all of it."""
 
@@ -71,15 +86,9 @@ class LocalCloud:
     def start_worker(self, deployed: LocalDeployment, version: str) -> LambdaWorker:
         """One execution environment of the function at ``version``: its own variables, its own /tmp."""
         name = deployed.model.name
-        environment = {
-            **self.aws.environment(),
-            **deployed.environment,
-            "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{name}",
-            "AWS_LAMBDA_FUNCTION_VERSION": version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-            "MODEL_CACHE_DIR": str(self._tmp / f"{name}-{version}"),
-            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
-        }
+        environment = execution_environment(
+            self.aws.environment(), deployed.environment, version=version, cache_dir=self._tmp / f"{name}-{version}"
+        )
         worker = LambdaWorker(f"modelrail-{name}", environment)
         self._stack.callback(worker.stop)
         return worker.start()
