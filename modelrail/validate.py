@@ -7,11 +7,9 @@ signature check.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from functions.acceptance.events import response_body, rest_proxy_event
-from functions.acceptance.gate import Verdict, evaluate
+from functions.acceptance.gate import Verdict, evaluate, served_signature
 from infra.bundle import ModelBundle
 
 from .local.environment import LocalCloud
@@ -22,8 +20,7 @@ def validate(bundle: ModelBundle, against: ModelBundle | None = None) -> Verdict
         baseline_metadata: dict[str, Any] | None = None
         if against is not None:
             baseline = cloud.start_worker(cloud.deploy(against), "1")
-            answer = baseline.invoke(rest_proxy_event("GET", f"/v2/models/{against.name}")).response
-            baseline_metadata = json.loads(response_body(answer)) if answer.get("statusCode") == 200 else None
+            baseline_metadata = served_signature(lambda event: baseline.invoke(event).response, against.name)
             baseline.stop()
         candidate = cloud.start_worker(cloud.deploy(bundle), "2" if against is not None else "1")
         return evaluate(

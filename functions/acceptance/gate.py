@@ -119,6 +119,13 @@ def _call(invoke: Invoker, method: str, path: str, body: Any = None) -> _Call:
     return _Call(int(response.get("statusCode", 502)), document, float(timing[1]) if timing else client_ms)
 
 
+def served_signature(invoke: Invoker, model: str) -> dict[str, Any] | None:
+    """The model metadata (its input signature) a version answers with; None when it serves no model, as then
+    there is no signature for a successor to stay compatible with."""
+    call = _call(invoke, "GET", f"/v2/models/{model}")
+    return call.document if call.status == 200 else None
+
+
 def outputs_match(actual: list[Any], expected: list[Any], atol: float, rtol: float) -> bool:
     """Labels and strings exactly; floats within tolerance; maps (ZipMap rows) key by key."""
     if len(actual) != len(expected):

@@ -9,7 +9,6 @@ a hook that never reports stalls the deployment for an hour. When the gate canno
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -18,8 +17,7 @@ from aws_lambda_powertools import Logger
 
 from .codedeploy import FAILED, SUCCEEDED, LambdaInvoker, aws_client, hook_ids, report
 from .criteria import AcceptanceCriteria
-from .events import response_body, rest_proxy_event
-from .gate import AcceptanceCase, Verdict, evaluate, parse_cases
+from .gate import AcceptanceCase, Verdict, evaluate, parse_cases, served_signature
 
 logger = Logger(service="modelrail-acceptance")
 
@@ -80,7 +78,4 @@ def _baseline_metadata(lambda_client: Any, version_arn: str, alias: str, model: 
     current = lambda_client.get_alias(FunctionName=function_arn, Name=alias)["FunctionVersion"]
     if current in (new_version, "$LATEST"):
         return None
-    answer = LambdaInvoker(lambda_client, f"{function_arn}:{current}")(rest_proxy_event("GET", f"/v2/models/{model}"))
-    if answer.get("statusCode") != 200:
-        return None  # the old version serves nothing: there is no signature to stay compatible with
-    return json.loads(response_body(answer))
+    return served_signature(LambdaInvoker(lambda_client, f"{function_arn}:{current}"), model)

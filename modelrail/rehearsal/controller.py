@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from functions.acceptance import posttraffic
 from functions.acceptance.criteria import AcceptanceCriteria
-from functions.acceptance.events import response_body, rest_proxy_event
-from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate
+from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
 from infra.spec import RolloutPolicy
 from modelrail.local.worker import LambdaWorker
 
@@ -115,8 +114,7 @@ class DeploymentController:
 
     def _pre_traffic_hook(self) -> Verdict:
         """The acceptance gate on the new version, invoked directly (never through the alias)."""
-        metadata = self.baseline.invoke(rest_proxy_event("GET", f"/v2/models/{self.model}")).response
-        baseline = json.loads(response_body(metadata)) if metadata.get("statusCode") == 200 else None
+        baseline = served_signature(lambda event: self.baseline.invoke(event).response, self.model)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
             invocation = self.candidate.invoke(event)
