@@ -1,9 +1,10 @@
 """Build the inference runtime's Lambda layer without Docker, and only when its inputs change.
 
 ``pip install --platform manylinux... --only-binary=:all: --target`` fetches the Linux wheels for Lambda's Python
-and architecture from any host; shared objects are stripped, tests and caches pruned, and the result zipped
-under ``layers/build/`` with a stamp keyed by the hash of every input (requirements, Python version,
-architecture, this file). ``python layers/build.py [arm64|x86_64]`` builds and prints the sizes.
+and architecture from any host; tests and caches are pruned, every shared object is checked to be one Lambda's
+loader accepts, and the result zipped under ``layers/build/`` with a stamp keyed by the hash of every input
+(requirements, Python version, architecture, this file). ``python layers/build.py [arm64|x86_64]`` builds and
+prints the sizes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
@@ -27,6 +29,11 @@ PYTHON_VERSION = "3.12"
 # the code (~100 KB) and this layer are all that count.
 TARGET_UNZIPPED_MB = 110
 ARCHITECTURES = {"arm64": "aarch64", "x86_64": "x86_64"}
+# The ELF e_machine each architecture's shared objects must carry (System V ABI: EM_AARCH64, EM_X86_64).
+ELF_MACHINES = {"arm64": 183, "x86_64": 62}
+_MACHINE_NAMES = {183: "EM_AARCH64", 62: "EM_X86_64"}
+# Lambda's page size on both architectures; glibc refuses a PT_LOAD whose p_align is not a multiple of it.
+PAGE_SIZE = 4096
 # Lambda's Python 3.12 runs on Amazon Linux 2023 (glibc 2.34): every manylinux tag up to 2_34 loads.
 _GLIBC = ("2014", "_2_17", "_2_24", "_2_26", "_2_27", "_2_28", "_2_31", "_2_34")
 # Never in the layer: the Lambda runtime provides them, and a second copy only wastes the size budget.
@@ -37,6 +44,12 @@ _PRUNED_DIRS = frozenset({"__pycache__", "tests", "test", "include"})
 _PRUNED_PATHS = ("onnxruntime/tools", "onnxruntime/transformers", "onnxruntime/quantization", "numpy/f2py")
 _PRUNED_GLOBS = ("onnxruntime/capi/libonnxruntime.so*",)
 _PRUNED_SUFFIXES = (".pyc", ".pyo", ".pyi", ".c", ".h", ".cpp", ".pxd")
+# Shared objects ship as the wheels have them, never stripped: auditwheel rewrote numpy's extension modules and
+# vendored libraries with patchelf, and `strip --strip-unneeded` (GNU or LLVM) lays such a file out again with
+# PT_LOAD segments whose p_offset and p_vaddr disagree modulo the page size, which glibc refuses at import
+# ("ELF load command address/offset not page-aligned"). Unstripped, numpy 2.4.6 + onnxruntime 1.32.0 weigh
+# 89.7 MB (arm64) and 99.7 MB (x86_64), within TARGET_UNZIPPED_MB; stripping only what stays loadable would
+# save about 0.6 MB, and would make the layer's bytes depend on which strip the building host has.
 
 
 class LayerBuildError(RuntimeError):
@@ -121,7 +134,7 @@ def build_layer(
     site.mkdir(parents=True)
     _pip_install(architecture, requirements, site)
     _prune(site)
-    _strip_shared_objects(site, log)
+    check_shared_objects(site, architecture)
     unzipped = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
     tmp_zip = zip_path.with_suffix(".zip.tmp")
     _zip(staging, tmp_zip)
@@ -161,17 +174,49 @@ def _prune(site: Path) -> None:
     shutil.rmtree(site / "bin", ignore_errors=True)
 
 
-def _strip_shared_objects(site: Path, log: Callable[[str], object]) -> None:
-    """Drop symbols Lambda never needs. llvm-strip reads every architecture; GNU strip only the host's."""
-    tool = shutil.which("llvm-strip") or shutil.which("strip")
-    if tool is None:
-        log("no strip tool found: shared objects left unstripped")
-        return
-    # auditwheel's vendored libraries (*.libs/) were rewritten by patchelf; stripping those can corrupt them.
-    objects = [p for p in site.rglob("*.so*") if p.is_file() and not any(s.endswith(".libs") for s in p.parts)]
-    failed = [p for p in objects if subprocess.run([tool, "--strip-unneeded", str(p)], capture_output=True).returncode]
-    if failed:
-        log(f"{tool}: could not strip {len(failed)} of {len(objects)} shared objects (kept as they were)")
+def check_shared_objects(site: Path, architecture: str) -> None:
+    """Raise if any shared object under ``site`` is one Lambda's loader would refuse for ``architecture``."""
+    machine = ELF_MACHINES[architecture]
+    for path in sorted(site.rglob("*.so*")):
+        if path.is_file() and (path.name.endswith(".so") or ".so." in path.name):
+            name = f"{site.name}/{path.relative_to(site).as_posix()}"
+            problem = _load_problem(path.read_bytes(), machine)
+            if problem:
+                raise LayerBuildError(f"layer {architecture}: {name}: {problem}; Lambda could not load it")
+
+
+def _load_problem(data: bytes, machine: int) -> str | None:
+    """Why glibc's loader would refuse this shared object on ``machine``, or None.
+
+    The rules are those of the System V ABI's program header ("loadable process segments must have congruent
+    values for p_vaddr and p_offset, modulo the page size ... p_vaddr should equal p_offset, modulo p_align"),
+    as glibc's elf/dl-load.c enforces them when it maps each PT_LOAD segment.
+    """
+    if data[:4] != b"\x7fELF":
+        return "not an ELF file"
+    if data[4] != 2 or data[5] != 1:  # EI_CLASS ELFCLASS64, EI_DATA ELFDATA2LSB
+        return f"ELF class {data[4]} / data encoding {data[5]}, expected 64-bit little-endian (2 / 1)"
+    try:
+        (e_machine,) = struct.unpack_from("<H", data, 18)
+        (e_phoff,) = struct.unpack_from("<Q", data, 32)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", data, 54)
+        headers = [struct.unpack_from("<IIQQQQQQ", data, e_phoff + i * e_phentsize) for i in range(e_phnum)]
+    except struct.error:
+        return "truncated ELF header or program headers"
+    if e_machine != machine:
+        found = _MACHINE_NAMES.get(e_machine, "another machine")
+        return f"ELF machine {e_machine} ({found}), expected {machine} ({_MACHINE_NAMES[machine]})"
+    for index, (p_type, _, p_offset, p_vaddr, _, _, _, p_align) in enumerate(headers):
+        if p_type != 1:  # PT_LOAD
+            continue
+        if p_align == 0 or p_align % PAGE_SIZE:
+            return f"PT_LOAD segment {index}: p_align {p_align:#x} is not a multiple of the page size {PAGE_SIZE:#x}"
+        if (p_vaddr - p_offset) % p_align:
+            return (
+                f"PT_LOAD segment {index}: p_offset {p_offset:#x} and p_vaddr {p_vaddr:#x} differ modulo "
+                f"p_align {p_align:#x}"
+            )
+    return None
 
 
 def _zip(root: Path, destination: Path) -> None:
