@@ -3,23 +3,31 @@
 Metrics (EMF, namespace ``modelrail``, dimensions ModelName and ModelVersion) are what the rollout alarms
 watch: Requests, ClientErrors, ModelErrors, NonFiniteOutputs, Unavailable, RequestLatency, ModelLatency, Rows,
 ColdStart; with data capture on, CapturedRecords and CaptureDropped. Only inference requests count, so health
-checks never dilute a version's error rate.
+checks never dilute a version's error rate. ArtifactFetchRetries counts the retries of a model load that failed
+for a cause that may pass (see service.py), on the request that made each one; every load attempt is logged
+("model loaded" / "model not served") with its number, its cause and when the next one is due.
+
+Routes: each GET route answers HEAD too (GET without the body; API Gateway's ANY method passes HEAD on), a known
+path with another method answers 405 with Allow, and any other path 404.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
-from .errors import ApiError, MethodNotAllowed, ModelFault
+from .errors import ApiError, MethodNotAllowed, ModelFault, NotFound
 from .protocol import dumps
-from .service import InferenceService, Outcome
+from .service import InferenceService, LoadAttempt, Outcome
 
 NAMESPACE = "modelrail"
 # Health and metadata requests publish no metrics by design; Powertools would warn on each of them.
@@ -30,14 +38,20 @@ logger = Logger(service="modelrail-inference")
 metrics = Metrics(namespace=os.environ.get("METRICS_NAMESPACE", NAMESPACE))
 app = APIGatewayRestResolver()
 
-service = InferenceService.from_environment(os.environ)
+
+def _on_load_attempt(attempt: LoadAttempt) -> None:
+    where = {"model": attempt.model, "version": attempt.version, "attempt": attempt.number}
+    if attempt.number > 1:
+        # A retry runs inside a request, so the count lands in that request's EMF record (never at import).
+        metrics.add_metric(name="ArtifactFetchRetries", unit=MetricUnit.Count, value=1)
+    if attempt.failure is None:
+        logger.info("model loaded", extra={**where, "sha256": attempt.sha256})
+    else:
+        logger.error("model not served", extra={**where, "cause": attempt.failure, "retry_in_s": attempt.retry_in_s})
+
+
+service = InferenceService.from_environment(os.environ, on_attempt=_on_load_attempt)
 metrics.set_default_dimensions(ModelName=service.name, ModelVersion=service.version)
-if service.failure:
-    logger.error(
-        "model not served", extra={"model": service.name, "version": service.version, "cause": service.failure}
-    )
-else:
-    logger.info("model loaded", extra={"model": service.name, "version": service.version, "sha256": service.sha256})
 _cold_start = True
 
 
@@ -70,101 +84,122 @@ def _infer(name: str, version: str | None, v1: bool) -> Response:
     )
 
 
-@app.get("/v2")
+# A path segment that can be a model name or version: what the 405 answer matches paths against. Powertools'
+# own <name> also matches ':' and '@', so its POST /v1/models/<name> would claim /v1/models/iris:explain.
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.\-]*"
+_ALLOWED: list[tuple[re.Pattern[str], str]] = []  # (path, methods it answers): 405 or 404 for the rest
+
+Route = Callable[..., Response]
+
+
+def _route(method: str, path: str) -> Callable[[Route], Route]:
+    """Registers ``method path``; a GET route answers HEAD too, as GET without the body (RFC 9110, 9.3.2)."""
+
+    def register(view: Route) -> Route:
+        app.route(path, method=method)(view)
+        methods = method
+        if method == "GET":
+            app.route(path, method="HEAD")(_headless(view))
+            methods = "GET, HEAD"
+        _ALLOWED.append((re.compile(re.sub(r"<\w+>", _SEGMENT, path) + "/*"), methods))
+        return view
+
+    return register
+
+
+def _headless(view: Route) -> Route:
+    @functools.wraps(view)
+    def head(**params: str) -> Response:
+        response = view(**params)
+        response.body = ""
+        return response
+
+    return head
+
+
+def _readiness(body: dict[str, Any]) -> Response:
+    return _json(body, 200 if body["ready"] else 503)
+
+
+@_route("GET", "/v2")
 def server_metadata() -> Response:
     return _json(service.server_metadata())
 
 
-@app.get("/v2/health/live")
+@_route("GET", "/v2/health/live")
 def live() -> Response:
     return _json({"live": True})
 
 
-@app.get("/v2/health/ready")
+@_route("GET", "/v2/health/ready")
 def ready() -> Response:
-    return _json({"ready": service.ready}, 200 if service.ready else 503)
+    body = service.readiness()
+    del body["name"]
+    return _readiness(body)
 
 
-@app.get("/v2/models/<name>")
+@_route("GET", "/v2/models/<name>")
 def model_metadata(name: str) -> Response:
     return _json(service.metadata(name))
 
 
-@app.get("/v2/models/<name>/versions/<version>")
+@_route("GET", "/v2/models/<name>/versions/<version>")
 def model_version_metadata(name: str, version: str) -> Response:
     return _json(service.metadata(name, version))
 
 
-@app.get("/v2/models/<name>/ready")
+@_route("GET", "/v2/models/<name>/ready")
 def model_ready(name: str) -> Response:
     service.check_name(name)
-    return _json(service.readiness(), 200 if service.ready else 503)
+    return _readiness(service.readiness())
 
 
-@app.get("/v2/models/<name>/versions/<version>/ready")
+@_route("GET", "/v2/models/<name>/versions/<version>/ready")
 def model_version_ready(name: str, version: str) -> Response:
     service.check_name(name, version)
-    return _json(service.readiness(), 200 if service.ready else 503)
+    return _readiness(service.readiness())
 
 
-@app.post("/v2/models/<name>/infer")
+@_route("POST", "/v2/models/<name>/infer")
 def infer(name: str) -> Response:
     return _infer(name, None, v1=False)
 
 
-@app.post("/v2/models/<name>/versions/<version>/infer")
+@_route("POST", "/v2/models/<name>/versions/<version>/infer")
 def infer_version(name: str, version: str) -> Response:
     return _infer(name, version, v1=False)
 
 
-@app.get("/v1/models/<name>")
+@_route("GET", "/v1/models/<name>")
 def v1_model(name: str) -> Response:
     service.check_name(name)
-    return _json({"name": name, "ready": service.ready}, 200 if service.ready else 503)
+    return _readiness(service.readiness())
 
 
-@app.post("/v1/models/<name>:predict")
+@_route("POST", "/v1/models/<name>:predict")
 def v1_predict(name: str) -> Response:
     return _infer(name, None, v1=True)
 
 
-_ALLOWED = {
-    "/v2": "GET",
-    "/v2/health/live": "GET",
-    "/v2/health/ready": "GET",
-    "/v2/models/<name>": "GET",
-    "/v2/models/<name>/versions/<version>": "GET",
-    "/v2/models/<name>/ready": "GET",
-    "/v2/models/<name>/versions/<version>/ready": "GET",
-    "/v2/models/<name>/infer": "POST",
-    "/v2/models/<name>/versions/<version>/infer": "POST",
-    "/v1/models/<name>": "GET",
-    "/v1/models/<name>:predict": "POST",
-}
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
-for _path, _method in _ALLOWED.items():
-
-    def _not_allowed(allowed: str = _method, **_: str) -> Response:
-        raise MethodNotAllowed(
-            f"{app.current_event.http_method} is not allowed on {app.current_event.path}; use {allowed}",
-            headers={"Allow": allowed},
-        )
-
-    app.route(_path, method=[m for m in _METHODS if m != _method])(_not_allowed)
-
-
 @app.not_found
 def not_found(_: Exception) -> Response:
-    path = app.current_event.path
-    return _json({"error": f"no route {path}; see GET /v2 and /v2/models/{service.name}"}, 404)
+    event = app.current_event
+    path = event.path
+    for pattern, methods in _ALLOWED:
+        if pattern.fullmatch(path):
+            message = f"{event.http_method} is not allowed on {path}; use {methods}"
+            return api_error(MethodNotAllowed(message, headers={"Allow": methods}))
+    return api_error(NotFound(f"no route {path}; see GET /v2 and /v2/models/{service.name}"))
 
 
 @app.exception_handler(ApiError)
 def api_error(exc: ApiError) -> Response:
     if exc.status >= 500:
         logger.error("request failed", extra={"status": exc.status, "error": exc.message})
-    return _json({"error": exc.message}, exc.status, exc.headers)
+    response = _json({"error": exc.message}, exc.status, exc.headers)
+    if app.current_event.http_method == "HEAD":
+        response.body = ""
+    return response
 
 
 @app.exception_handler(Exception)

@@ -3,10 +3,22 @@
 Built once per execution environment from its environment variables; it never raises at cold start.
 A bad configuration, a missing or tampered artifact or an unreadable model leaves ``failure`` set, and every
 inference then answers 503 naming that cause, so a broken version is visible and never serves guesses.
+
+A cause that may pass (``ArtifactUnreachable``: S3 errors beyond botocore's own retries, such as 500,
+SlowDown or an AccessDenied while IAM propagates; a connection lost mid-stream; a full /tmp) is tried again,
+driven by requests rather than timers: the first request after the backoff (``Backoff``: 1 s, doubling to 60 s)
+loads again, and one arriving earlier answers 503 at once with "retrying in N s" and Retry-After. So an
+environment whose cold start met a bad minute of S3 serves once S3 answers, without a new cold start. Final
+causes are never retried: an invalid environment, a digest mismatch (the bytes under that key are not the
+pinned ones; a retry would download them again for the same refusal) and a model onnxruntime cannot load.
+Every attempt is reported to ``on_attempt`` (the handler logs it with its number and counts retries).
 """
 
 from __future__ import annotations
 
+import math
+import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,11 +31,12 @@ from . import protocol
 from .capture import DataCapture
 from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound, UnsupportedMediaType
 from .model import ModelLoadError, OnnxModel
-from .store import ArtifactError, ModelStore, S3Client, is_sha256, parse_s3_uri
+from .store import ArtifactError, ArtifactUnreachable, ModelStore, S3Client, is_sha256, parse_s3_uri
 
 SERVER_NAME = "modelrail"
 SERVER_VERSION = "0.1.0"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+_NAME = re.compile(_NAME_PATTERN.replace("$", r"\Z"))
 
 
 class Settings(BaseModel):
@@ -51,9 +64,11 @@ class Settings(BaseModel):
     @field_validator("model_sha256")
     @classmethod
     def _sha256(cls, value: str) -> str:
-        if not is_sha256(value.lower()):
+        # Surrounding whitespace is dropped: a digest pasted from `sha256sum` or read from a file ends in "\n".
+        digest = value.strip().lower()
+        if not is_sha256(digest):
             raise ValueError(f"expected 64 hexadecimal digits, got {value!r}")
-        return value.lower()
+        return digest
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -77,45 +92,63 @@ class Outcome:
     model_ms: float | None = None
 
 
-class InferenceService:
-    def __init__(
-        self,
-        name: str,
-        version: str,
-        model: OnnxModel | None = None,
-        failure: str | None = None,
-        sha256: str | None = None,
-        capture: DataCapture | None = None,
-    ) -> None:
-        self.name = name
-        self.version = version
-        self.model = model
-        self.failure = failure
-        self.sha256 = sha256
-        self.capture = capture
+@dataclass(frozen=True)
+class Backoff:
+    """When a transiently failed load is tried again: ``first_s`` after the first failure, doubling to ``cap_s``.
 
-    @classmethod
-    def from_environment(
-        cls, environ: Mapping[str, str], s3_factory: Callable[[], S3Client] | None = None
-    ) -> InferenceService:
-        name = environ.get("MODEL_NAME", "unknown")
-        version = environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        try:
-            settings = Settings.from_environment(environ)
-        except ValueError as exc:
-            return cls(name, version, failure=str(exc))
-        store = ModelStore(settings.cache_dir, s3_factory() if s3_factory else _s3_client())
-        try:
-            path = store.fetch(settings.model_uri, settings.model_sha256)
-            model = OnnxModel(
-                settings.model_name,
-                settings.model_version,
-                path,
-                max_batch_rows=settings.max_batch_rows,
-                intra_op_threads=settings.intra_op_threads,
-            ).load()
-        except (ArtifactError, ModelLoadError) as exc:
-            return cls(settings.model_name, settings.model_version, failure=str(exc), sha256=settings.model_sha256)
+    No jitter: retries are driven by requests, which reach each execution environment at its own times.
+    """
+
+    first_s: float = 1.0
+    cap_s: float = 60.0
+
+    def delay_s(self, failures: int) -> float:
+        return min(self.cap_s, self.first_s * 2.0 ** min(failures - 1, 32))
+
+
+@dataclass(frozen=True)
+class LoadAttempt:
+    """One attempt to load the model (number 1 is the cold start's), for the handler's logs and metrics."""
+
+    model: str
+    version: str
+    number: int
+    failure: str | None = None  # None: the model is served from now on
+    retry_in_s: float | None = None  # set when the failure is transient and will be retried
+    sha256: str | None = None
+
+
+class _Loader:
+    """Loads the model that validated settings name; keeps the retry schedule after a transient failure."""
+
+    def __init__(
+        self, settings: Settings, s3_factory: Callable[[], S3Client], backoff: Backoff, clock: Callable[[], float]
+    ) -> None:
+        self.settings = settings
+        self.s3_factory = s3_factory
+        self.backoff = backoff
+        self.clock = clock
+        self.store: ModelStore | None = None
+        self.failures = 0
+        self.next_at = 0.0
+        self.lock = threading.Lock()  # the local gateway may run requests concurrently: one attempt at a time
+
+    def load(self) -> tuple[OnnxModel, DataCapture | None]:
+        settings = self.settings
+        if self.store is None:
+            try:
+                client = self.s3_factory()
+            except Exception as exc:  # botocore's NoRegionError, a broken credentials chain...
+                raise ArtifactUnreachable(f"cannot create an S3 client: {type(exc).__name__}: {exc}") from exc
+            self.store = ModelStore(settings.cache_dir, client)
+        path = self.store.fetch(settings.model_uri, settings.model_sha256)
+        model = OnnxModel(
+            settings.model_name,
+            settings.model_version,
+            path,
+            max_batch_rows=settings.max_batch_rows,
+            intra_op_threads=settings.intra_op_threads,
+        ).load()
         capture = None
         if settings.capture_stream:
             capture = DataCapture(
@@ -125,30 +158,141 @@ class InferenceService:
                 sample_rate=settings.capture_sample_rate,
                 exclude_inputs=[n.strip() for n in settings.capture_exclude_inputs.split(",") if n.strip()],
             )
-        return cls(settings.model_name, settings.model_version, model, sha256=settings.model_sha256, capture=capture)
+        return model, capture
+
+
+class InferenceService:
+    def __init__(
+        self,
+        name: str,
+        version: str,
+        model: OnnxModel | None = None,
+        failure: str | None = None,
+        sha256: str | None = None,
+        capture: DataCapture | None = None,
+        *,
+        on_attempt: Callable[[LoadAttempt], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.model = model
+        self.failure = failure
+        self.sha256 = sha256
+        self.capture = capture
+        self.on_attempt = on_attempt
+        self._loader: _Loader | None = None  # set only while a transient failure waits to be retried
+
+    @classmethod
+    def from_environment(
+        cls,
+        environ: Mapping[str, str],
+        s3_factory: Callable[[], S3Client] | None = None,
+        *,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_attempt: Callable[[LoadAttempt], None] | None = None,
+    ) -> InferenceService:
+        name = environ.get("MODEL_NAME", "unknown")
+        version = environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        try:
+            settings = Settings.from_environment(environ)
+        except ValueError as exc:
+            service = cls(name, version, failure=str(exc), on_attempt=on_attempt)
+            service._report(1, str(exc), None)
+            return service
+        service = cls(settings.model_name, settings.model_version, sha256=settings.model_sha256, on_attempt=on_attempt)
+        service._loader = _Loader(settings, s3_factory or _s3_client, backoff or Backoff(), clock)
+        service._load()
+        return service
+
+    def _load(self) -> None:
+        """One attempt to load the model; whatever goes wrong becomes ``failure``, nothing escapes."""
+        loader = self._loader
+        assert loader is not None
+        number = loader.failures + 1
+        retry_in_s: float | None = None
+        try:
+            model, capture = loader.load()
+        except ArtifactUnreachable as exc:
+            loader.failures += 1
+            retry_in_s = loader.backoff.delay_s(loader.failures)
+            loader.next_at = loader.clock() + retry_in_s
+            self.failure = str(exc)
+        except (ArtifactError, ModelLoadError) as exc:
+            self.failure = str(exc)
+        except Exception as exc:  # escaping a cold start would fail the import, with no Unavailable metric
+            self.failure = f"unexpected {type(exc).__name__} while loading model '{self.name}': {exc}"
+        else:
+            self.capture = capture
+            self.model = model  # last: a concurrent request that sees the model sees its capture too
+            self.failure = None
+        if retry_in_s is None:
+            self._loader = None  # served, or a final cause: nothing more to try
+        self._report(number, self.failure, retry_in_s)
+
+    def _report(self, number: int, failure: str | None, retry_in_s: float | None) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(LoadAttempt(self.name, self.version, number, failure, retry_in_s, self.sha256))
+
+    def _retry_if_due(self) -> None:
+        loader = self._loader
+        if loader is None or loader.clock() < loader.next_at:
+            return
+        if not loader.lock.acquire(blocking=False):
+            return  # another request is trying right now; this one answers with the current cause
+        try:
+            if self.model is None:
+                self._load()
+        finally:
+            loader.lock.release()
+
+    def retry_in_s(self) -> int | None:
+        """Whole seconds until the next attempt to load the model; None when none will come."""
+        loader = self._loader
+        if loader is None:
+            return None
+        return max(1, math.ceil(loader.next_at - loader.clock()))
+
+    def _cause(self) -> tuple[str, dict[str, str]]:
+        retry_in = self.retry_in_s()
+        if retry_in is None:
+            return str(self.failure), {}
+        return f"{self.failure}; retrying in {retry_in} s", {"Retry-After": str(retry_in)}
 
     @property
     def ready(self) -> bool:
+        """Whether the model is served. Asking drives a due retry of a failed load, as a request does."""
+        if self.model is None:
+            self._retry_if_due()
         return self.model is not None and self.model.ready
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []}
 
     def readiness(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"name": self.name, "ready": self.ready}
-        if self.failure:
-            body["error"] = self.failure
+        ready = self.ready
+        body: dict[str, Any] = {"name": self.name, "ready": ready}
+        if not ready and self.failure:
+            body["error"] = self._cause()[0]
         return body
 
     def model_for(self, name: str, version: str | None = None) -> OnnxModel:
         """The served model if the path names it; 404 for another name or version, 503 when none is loaded."""
         self.check_name(name, version)
-        if self.model is None:
-            raise ModelUnavailable(f"model '{name}' is not available: {self.failure}")
-        return self.model
+        model = self.model
+        if model is None:
+            self._retry_if_due()
+            model = self.model
+            if model is None:
+                cause, headers = self._cause()
+                raise ModelUnavailable(f"model '{name}' is not available: {cause}", headers=headers)
+        return model
 
     def check_name(self, name: str, version: str | None = None) -> None:
         if name != self.name:
+            if not _NAME.match(name):
+                # Powertools' <name> also matches ':' and '@': /v1/models/iris:explain reaches the GET route.
+                raise NotFound(f"no route: '{name}' is not a model name (expected {_NAME_PATTERN})")
             raise NotFound(f"model '{name}' is not served here; this endpoint serves '{self.name}'")
         if version is not None and version != self.version:
             raise NotFound(
@@ -213,5 +357,9 @@ def _kind_of(exc: ApiError) -> Literal["client_error", "model_error", "non_finit
 def _s3_client() -> S3Client:
     # boto3 is imported here, not at module level: the Lambda runtime provides it, and tests inject their own.
     import boto3
+    from botocore.config import Config
 
-    return boto3.client("s3")  # honours AWS_ENDPOINT_URL_S3, which the local environment sets
+    # Standard retry mode backs off on 500/503/SlowDown and on connection errors; the read timeout bounds a stalled
+    # stream (the default is 60 s, six times the cold start's 10 s init budget). What still fails is retried later.
+    config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard", "max_attempts": 3})
+    return boto3.client("s3", config=config)  # honours AWS_ENDPOINT_URL_S3, which the local environment sets
