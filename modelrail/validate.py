@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from functions.acceptance.gate import Verdict, evaluate, served_signature
+from functions.acceptance.gate import Unanswered, Verdict, evaluate, served_signature
 from infra.bundle import ModelBundle
 
 from .local.environment import LocalCloud
@@ -17,7 +17,7 @@ from .local.environment import LocalCloud
 
 def validate(bundle: ModelBundle, against: ModelBundle | None = None) -> Verdict:
     with LocalCloud() as cloud:
-        baseline_metadata: dict[str, Any] | None = None
+        baseline_metadata: dict[str, Any] | Unanswered | None = None
         if against is not None:
             baseline = cloud.start_worker(cloud.deploy(against), "1")
             baseline_metadata = served_signature(lambda event: baseline.invoke(event).response, against.name)

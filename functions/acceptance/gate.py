@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .codedeploy import MIN_CALL_SECONDS
 from .criteria import AcceptanceCriteria
 from .events import response_body, response_headers, rest_proxy_event
 
@@ -119,11 +120,21 @@ def _call(invoke: Invoker, method: str, path: str, body: Any = None) -> _Call:
     return _Call(int(response.get("statusCode", 502)), document, float(timing[1]) if timing else client_ms)
 
 
-def served_signature(invoke: Invoker, model: str) -> dict[str, Any] | None:
-    """The model metadata (its input signature) a version answers with; None when it serves no model, as then
-    there is no signature for a successor to stay compatible with."""
+@dataclass(frozen=True)
+class Unanswered:
+    """The replaced version exists but did not answer its metadata request: its signature is unknown, so the
+    signature criterion fails (only a first deploy, with no replaced version, has nothing to compare)."""
+
+    status: int
+    error: str
+
+
+def served_signature(invoke: Invoker, model: str) -> dict[str, Any] | Unanswered:
+    """The model metadata (its input signature) the replaced version answers with, or what it answered instead."""
     call = _call(invoke, "GET", f"/v2/models/{model}")
-    return call.document if call.status == 200 else None
+    if call.status == 200:
+        return call.document
+    return Unanswered(call.status, call.error or json.dumps(call.document)[:200])
 
 
 def outputs_match(actual: list[Any], expected: list[Any], atol: float, rtol: float) -> bool:
@@ -184,10 +195,25 @@ def evaluate(
     cases: list[AcceptanceCase],
     criteria: AcceptanceCriteria,
     *,
-    baseline_metadata: dict[str, Any] | None = None,
+    baseline_metadata: dict[str, Any] | Unanswered | None = None,
     seconds_left: Callable[[], float] | None = None,
 ) -> Verdict:
-    """Measure the version behind ``invoke`` against ``criteria``; never raises for what the model does."""
+    """Measure the version behind ``invoke`` against ``criteria``; never raises for what the model does.
+
+    ``baseline_metadata``: the replaced version's (``served_signature``), None on a first deploy.
+    ``seconds_left``: the time calls may still take (the hook's remaining time less its report's reserve); no call
+    starts with less than MIN_CALL_SECONDS left, and a gate cut short before the whole acceptance set fails.
+    """
+
+    def out_of_time() -> bool:
+        return seconds_left is not None and seconds_left() < MIN_CALL_SECONDS
+
+    if out_of_time():
+        verdict = Verdict(model, "?")
+        verdict.criteria.append(
+            CriterionResult("model serves", False, "not asked", "HTTP 200", "ran out of time before the first request")
+        )
+        return verdict
     metadata_call = _call(invoke, "GET", f"/v2/models/{model}")
     version = str((metadata_call.document.get("versions") or ["?"])[0])
     verdict = Verdict(model, version)
@@ -209,6 +235,17 @@ def evaluate(
         verdict.criteria.append(CriterionResult("signature", True, "breaking change declared", "compatible"))
     elif baseline_metadata is None:
         verdict.criteria.append(CriterionResult("signature", True, "no previous version", "compatible"))
+    elif isinstance(baseline_metadata, Unanswered):
+        verdict.criteria.append(
+            CriterionResult(
+                "signature",
+                False,
+                "replaced version's signature unknown",
+                "compatible",
+                f"the replaced version answered its metadata request with HTTP {baseline_metadata.status}: "
+                f"{baseline_metadata.error} (declare acceptance.breaking_change to deploy without the check)",
+            )
+        )
     else:
         problems = signature_differences(baseline_metadata, metadata)
         verdict.criteria.append(
@@ -226,7 +263,11 @@ def evaluate(
     non_finite = 0
     correct = 0
     wrong: list[str] = []
+    evaluated = 0
     for case in cases:
+        if out_of_time():
+            break
+        evaluated += 1
         call = _call(invoke, "POST", f"/v2/models/{model}/infer", {"inputs": case.inputs})
         latencies.append(call.latency_ms)
         if call.status >= 400:
@@ -243,10 +284,11 @@ def evaluate(
             got = {name: outputs.get(name) for name in case.expected}
             wrong.append(f"line {case.line}: expected {case.expected}, got {json.dumps(got)[:200]}")
 
+    ran_out = evaluated < len(cases)
     probe_inputs = [c.inputs for c in cases] or [synthetic_inputs(metadata)]
     cut_short = False
-    while len(latencies) < criteria.probe_requests:
-        if seconds_left is not None and seconds_left() < 15:
+    while len(latencies) < criteria.probe_requests and not ran_out:
+        if out_of_time():
             cut_short = True
             break
         call = _call(
@@ -259,15 +301,26 @@ def evaluate(
 
     total = len(cases)
     rate = correct / total if total else 0.0
-    verdict.criteria.append(
-        CriterionResult(
-            "acceptance set",
-            rate >= criteria.min_pass_rate if total else criteria.min_pass_rate == 0,
-            f"{correct}/{total} correct ({rate:.1%})" if total else "no acceptance set",
-            f">= {criteria.min_pass_rate:.1%}",
-            "; ".join(wrong) if total else "add acceptance.jsonl to the bundle (or set acceptance.min_pass_rate 0)",
+    if ran_out:  # never a pass on a partial set: the cases not run might be the ones that fail
+        verdict.criteria.append(
+            CriterionResult(
+                "acceptance set",
+                False,
+                f"{correct}/{total} correct, {total - evaluated} not run",
+                f">= {criteria.min_pass_rate:.1%}",
+                "; ".join([f"ran out of time after {evaluated} of {total} cases", *wrong]),
+            )
         )
-    )
+    else:
+        verdict.criteria.append(
+            CriterionResult(
+                "acceptance set",
+                rate >= criteria.min_pass_rate if total else criteria.min_pass_rate == 0,
+                f"{correct}/{total} correct ({rate:.1%})" if total else "no acceptance set",
+                f">= {criteria.min_pass_rate:.1%}",
+                "; ".join(wrong) if total else "add acceptance.jsonl to the bundle (or set acceptance.min_pass_rate 0)",
+            )
+        )
     verdict.criteria.append(
         CriterionResult("finite outputs", non_finite == 0, f"{non_finite} response(s) with NaN/Inf", "0")
     )

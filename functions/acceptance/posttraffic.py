@@ -1,43 +1,71 @@
-"""CodeDeploy post-traffic hook: after the shift, the alias must answer with the new version.
+"""CodeDeploy post-traffic hook: after the shift, the alias must answer, ready, with the new version.
 
-It asks the alias (as users reach it) several times; each answer's x-model-version must be the new version.
-Like the pre-traffic hook, it always reports to CodeDeploy, failing closed.
+It asks the alias (as users reach it) several times for the model's readiness; each answer must be HTTP 200 and
+name the new version in x-model-version. Like the pre-traffic hook, it checks the deployment targets the version
+in its environment, and always reports to CodeDeploy exactly once, failing closed, before its own timeout.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
-from .codedeploy import FAILED, SUCCEEDED, LambdaInvoker, aws_client, hook_ids, report
+from .codedeploy import (
+    FAILED,
+    MIN_CALL_SECONDS,
+    SUCCEEDED,
+    Deadline,
+    DeadlineBoundLambda,
+    LambdaInvoker,
+    check_target_version,
+    client,
+    hook_ids,
+    hook_logger,
+    report,
+)
 from .events import response_headers, rest_proxy_event
 
-logger = Logger(service="modelrail-acceptance")
+logger = hook_logger()
 PROBES = 10
 
 
 def handler(event: dict[str, Any], context: Any, *, clients: Mapping[str, Any] | None = None) -> dict[str, str]:
-    clients = clients or {}
+    deadline = Deadline.of(context)
+    clients = dict(clients or {})
     deployment_id, execution_id = hook_ids(event)
     status = FAILED
     try:
-        served = check_alias(os.environ, clients.get("lambda") or aws_client("lambda"))
         new_version = os.environ["NEW_VERSION_ARN"].rpartition(":")[2]
+        check_target_version(client(clients, "codedeploy"), deployment_id, os.environ["NEW_VERSION_ARN"], logger)
+        lambda_client = clients.get("lambda") or DeadlineBoundLambda(deadline)
+        served = check_alias(os.environ, lambda_client, deadline.for_work)
         status = SUCCEEDED if served == [new_version] * PROBES else FAILED
         logger.info("post-traffic check", extra={"expected": new_version, "served": served, "status": status})
     except Exception:
         logger.exception("post-traffic check could not run: failing the deployment")
     finally:
-        report(clients.get("codedeploy") or aws_client("codedeploy"), deployment_id, execution_id, status, logger)
+        try:
+            report(client(clients, "codedeploy"), deployment_id, execution_id, status, logger, deadline)
+        except Exception:
+            logger.exception("could not report to CodeDeploy", extra={"deployment_id": deployment_id})
     return {"status": status}
 
 
-def check_alias(environ: Mapping[str, str], lambda_client: Any) -> list[str]:
-    """The version named by each of PROBES answers of the alias to a readiness request."""
+def check_alias(
+    environ: Mapping[str, str], lambda_client: Any, seconds_left: Callable[[], float] | None = None
+) -> list[str]:
+    """What each of PROBES readiness requests to the alias answered: the version it names when the answer is
+    HTTP 200, otherwise the status and that version; fewer than PROBES entries when time ran out."""
     function_arn = environ["NEW_VERSION_ARN"].rpartition(":")[0]
     invoke = LambdaInvoker(lambda_client, f"{function_arn}:{environ.get('ALIAS_NAME', 'live')}")
     path = f"/v2/models/{environ['MODEL_NAME']}/ready"
-    return [response_headers(invoke(rest_proxy_event("GET", path))).get("x-model-version", "?") for _ in range(PROBES)]
+    served = []
+    for _ in range(PROBES):
+        if seconds_left is not None and seconds_left() < MIN_CALL_SECONDS:
+            break
+        response = invoke(rest_proxy_event("GET", path))
+        version = response_headers(response).get("x-model-version", "?")
+        status = int(response.get("statusCode", 502))
+        served.append(version if status == 200 else f"HTTP {status} from version {version}")
+    return served

@@ -144,9 +144,54 @@ class InProcessLambda:
         return {"Name": params["Name"], "FunctionVersion": self.alias_version}
 
 
-def codedeploy_expecting(status: str) -> tuple[Any, Stubber]:
+def lambda_appspec(target_version: str, current_version: str = "1") -> str:
+    """A Lambda deployment's AppSpec, as GetDeployment returns it (revision.appSpecContent.content); keys as in
+    CodeDeploy's "AppSpec 'resources' section for AWS Lambda deployments" (reference-appspec-file-structure-resources)."""
+    return json.dumps(
+        {
+            "version": 0.0,
+            "Resources": [
+                {
+                    "modelrail-production-iris": {
+                        "Type": "AWS::Lambda::Function",
+                        "Properties": {
+                            "Name": "modelrail-production-iris",
+                            "Alias": "live",
+                            "CurrentVersion": current_version,
+                            "TargetVersion": target_version,
+                        },
+                    }
+                }
+            ],
+            "Hooks": [{"BeforeAllowTraffic": "pre-traffic-hook"}, {"AfterAllowTraffic": "post-traffic-hook"}],
+        }
+    )
+
+
+def expect_get_deployment(stubber: Stubber, appspec: str) -> None:
+    stubber.add_response(
+        "get_deployment",
+        {
+            "deploymentInfo": {
+                "deploymentId": "d-ABC123",
+                "computePlatform": "Lambda",
+                "revision": {
+                    "revisionType": "AppSpecContent",
+                    "appSpecContent": {"content": appspec, "sha256": hashlib.sha256(appspec.encode()).hexdigest()},
+                },
+            }
+        },
+        {"deploymentId": "d-ABC123"},
+    )
+
+
+def codedeploy_expecting(status: str, target_version: str | None = None) -> tuple[Any, Stubber]:
+    """A CodeDeploy client that expects, in order: GetDeployment (when ``target_version`` is given: the hook reads
+    the version the deployment shifts to), then one PutLifecycleEventHookExecutionStatus with ``status``."""
     client = boto3.client("codedeploy", region_name="us-east-1")
     stubber = Stubber(client)
+    if target_version is not None:
+        expect_get_deployment(stubber, lambda_appspec(target_version))
     stubber.add_response(
         "put_lifecycle_event_hook_execution_status",
         {"lifecycleEventHookExecutionId": "hook-1"},
@@ -183,7 +228,7 @@ def test_pre_traffic_hook_lets_a_good_version_through(
     versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(IRIS, "iris", version="2")}
     hook_environment(monkeypatch, "2", acceptance_set)
     lambda_client = InProcessLambda(versions, alias_version="1")
-    codedeploy, stubber = codedeploy_expecting("Succeeded")
+    codedeploy, stubber = codedeploy_expecting("Succeeded", target_version="2")
 
     result = pretraffic.handler(
         HOOK_EVENT, Context(), clients={"lambda": lambda_client, "codedeploy": codedeploy, "s3": s3}
@@ -203,7 +248,7 @@ def test_pre_traffic_hook_stops_a_wrong_model(
     wrong = train_wrong_iris(tmp_path)
     versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(wrong / "model.onnx", "iris", version="2")}
     hook_environment(monkeypatch, "2", acceptance_set)
-    codedeploy, stubber = codedeploy_expecting("Failed")
+    codedeploy, stubber = codedeploy_expecting("Failed", target_version="2")
 
     result = pretraffic.handler(
         HOOK_EVENT, Context(), clients={"lambda": InProcessLambda(versions, "1"), "codedeploy": codedeploy, "s3": s3}
@@ -228,7 +273,7 @@ def test_pre_traffic_hook_refuses_a_tampered_acceptance_set(
 ) -> None:
     versions = {"1": deploy(IRIS, "iris", version="1")}
     hook_environment(monkeypatch, "1", {**acceptance_set, "ACCEPTANCE_SHA256": "0" * 64})
-    codedeploy, stubber = codedeploy_expecting("Failed")
+    codedeploy, stubber = codedeploy_expecting("Failed", target_version="1")
     result = pretraffic.handler(
         HOOK_EVENT, Context(), clients={"lambda": InProcessLambda(versions, "1"), "codedeploy": codedeploy, "s3": s3}
     )
@@ -242,7 +287,7 @@ def test_post_traffic_hook_checks_the_alias_serves_the_new_version(
 ) -> None:
     versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(IRIS, "iris", version="2")}
     hook_environment(monkeypatch, "2", {})
-    codedeploy, stubber = codedeploy_expecting(status)
+    codedeploy, stubber = codedeploy_expecting(status, target_version="2")
     result = posttraffic.handler(
         HOOK_EVENT, Context(), clients={"lambda": InProcessLambda(versions, alias_version), "codedeploy": codedeploy}
     )
