@@ -3,14 +3,20 @@ imports and nothing the Lambda runtime already has; rebuilt only when its inputs
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import struct
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from elftools.elf.elffile import ELFFile
 
+from layers import build
 from layers.build import (
     REQUIREMENTS,
     TARGET_UNZIPPED_MB,
@@ -75,10 +81,58 @@ def test_layer_holds_every_module_the_handler_imports_and_nothing_the_runtime_ha
     assert not top_level & {"boto3", "botocore", "s3transfer", "urllib3"}
 
 
-def test_layer_is_pruned_and_stripped(names: list[str]) -> None:
+def test_layer_is_pruned(names: list[str]) -> None:
     assert not [n for n in names if "/__pycache__/" in n or n.endswith(".pyc")]
     assert not [n for n in names if "/tests/" in n]
     assert not [n for n in names if n.startswith("python/onnxruntime/capi/libonnxruntime.so")]
+
+
+NUMPY_CORE = "python/numpy/_core/_multiarray_umath.cpython-312-aarch64-linux-gnu.so"
+
+
+def misaligned(shared_object: bytes) -> bytes:
+    """The object with its last PT_LOAD's p_offset moved off its p_vaddr modulo the page size, as stripping
+    numpy's patchelf-rewritten extension modules left them."""
+    elf = ELFFile(io.BytesIO(shared_object))
+    loads = [i for i, s in enumerate(elf.iter_segments()) if s["p_type"] == "PT_LOAD"]
+    header = elf["e_phoff"] + loads[-1] * elf["e_phentsize"]
+    data = bytearray(shared_object)
+    (p_offset,) = struct.unpack_from("<Q", data, header + 8)
+    struct.pack_into("<Q", data, header + 8, p_offset + 0xEC8)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "corrupt", "expected"),
+    [
+        (
+            "arm64",
+            misaligned,
+            r"PT_LOAD segment \d+: p_offset 0x[0-9a-f]+ and p_vaddr 0x[0-9a-f]+ differ modulo p_align 0x10000",
+        ),
+        ("x86_64", lambda data: data, r"ELF machine 183 \(EM_AARCH64\), expected 62 \(EM_X86_64\)"),
+    ],
+)
+def test_a_build_with_a_shared_object_lambda_cannot_load_fails_naming_it(
+    layer: LayerArtifact,
+    architecture: str,
+    corrupt: Callable[[bytes], bytes],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with zipfile.ZipFile(layer.zip_path) as archive:
+        numpy_core = archive.read(NUMPY_CORE)
+
+    def install(_architecture: str, _requirements: Path, target: Path) -> None:
+        path = target / NUMPY_CORE.removeprefix("python/")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(corrupt(numpy_core))
+
+    monkeypatch.setattr(build, "_pip_install", install)
+    with pytest.raises(LayerBuildError, match=rf"layer {architecture}: {re.escape(NUMPY_CORE)}: {expected}"):
+        build_layer(architecture, build_dir=tmp_path, log=lambda _: None)
+    assert not list(tmp_path.glob("*.zip")), "no layer zip may be left for a failed build"
 
 
 def test_layer_is_not_rebuilt_when_its_inputs_do_not_change(layer: LayerArtifact) -> None:
