@@ -33,13 +33,79 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def identity(path: Path, datatype: str, shape: list[int | str | None] | None = None) -> Path:
-    """y = x for one datatype, shape [batch, 2] unless given."""
+def identity(
+    path: Path,
+    datatype: str,
+    shape: list[int | str | None] | None = None,
+    *,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """y = x for one datatype, shape [batch, 2] unless given; ``metadata`` becomes the model's metadata_props."""
     shape = shape or ["batch", 2]
     x = helper.make_tensor_value_info("x", ELEMENT_TYPES[datatype], shape)
     y = helper.make_tensor_value_info("y", ELEMENT_TYPES[datatype], shape)
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], f"identity_{datatype}", [x], [y])
+    model = helper.make_model(graph, opset_imports=OPSET)
+    helper.set_model_props(model, metadata or {})
+    return save(model, path)
+
+
+def unranked_identity(path: Path, datatype: str = "FP32") -> Path:
+    """y = x where x has no shape at all in the graph (unknown rank): onnxruntime runs it on any rank.
+
+    onnx.checker refuses a graph input without a shape, onnxruntime serves it (microsoft/onnxruntime#11891), so
+    this model is written unchecked.
+    """
+    x = helper.make_tensor_value_info("x", ELEMENT_TYPES[datatype], None)
+    y = helper.make_tensor_value_info("y", ELEMENT_TYPES[datatype], None)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "unranked", [x], [y])
+    path.write_bytes(helper.make_model(graph, opset_imports=OPSET).SerializeToString())
+    return path
+
+
+TEXT_VOCABULARY = ["great", "good", "fine", "bad", "awful"]
+
+
+def text_classifier(path: Path) -> Path:
+    """A bag-of-words sentiment model: BYTES words [batch, words] -> TF counts -> scores [batch, 2] -> label.
+
+    TfIdfVectorizer takes strings in onnxruntime, and its kernel refuses a zero-row batch at run time.
+    """
+    text = helper.make_tensor_value_info("text", TensorProto.STRING, ["batch", "words"])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 2])
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [5, 2], [1, 0, 1, 0, 0.5, 0.5, 0, 1, 0, 1])
+    nodes = [
+        helper.make_node(
+            "TfIdfVectorizer",
+            ["text"],
+            ["counts"],
+            mode="TF",
+            min_gram_length=1,
+            max_gram_length=1,
+            max_skip_count=0,
+            ngram_counts=[0],
+            ngram_indexes=list(range(len(TEXT_VOCABULARY))),
+            pool_strings=TEXT_VOCABULARY,
+        ),
+        helper.make_node("MatMul", ["counts", "w"], ["scores"]),
+        helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(nodes, "text_classifier", [text], [label, scores], initializer=[weights])
     return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def imputer(path: Path) -> Path:
+    """y = x with NaN replaced by 0 (FP32 [batch, 2]): a model that takes missing values as NaN, and says so in
+    its metadata (``modelrail.non_finite_inputs``)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
+    nodes = [helper.make_node("IsNaN", ["x"], ["missing"]), helper.make_node("Where", ["missing", "zero", "x"], ["y"])]
+    graph = helper.make_graph(nodes, "imputer", [x], [y], initializer=[zero])
+    model = helper.make_model(graph, opset_imports=OPSET)
+    helper.set_model_props(model, {"modelrail.non_finite_inputs": "x"})
+    return save(model, path)
 
 
 def two_inputs(path: Path) -> Path:

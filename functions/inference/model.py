@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,11 @@ import onnxruntime as ort
 
 from .datatypes import ONNX_TO_OIP
 from .errors import BadRequest, ModelFault, NonFiniteOutput, PayloadTooLarge
+
+MAX_RANK = 64  # numpy's limit on an array's dimensions (NPY_MAXDIMS): no tensor with more can be decoded
+# The model's metadata_props key naming the float inputs that may carry NaN/Inf (comma-separated, or "*"):
+# tree ensembles take NaN as "missing". Every other float input is refused NaN/Inf with a 400.
+NON_FINITE_INPUTS_KEY = "modelrail.non_finite_inputs"
 
 
 class ModelLoadError(Exception):
@@ -27,25 +34,30 @@ class TensorSpec:
     onnx_type: str
     datatype: str | None  # None for non-tensor values (sequences, maps)
     shape: tuple[int | None, ...]  # None marks a dynamic dimension
+    ranked: bool = True  # False: the graph gives no shape at all, so any rank goes (and ``shape`` is empty)
 
     @classmethod
-    def of(cls, arg: Any) -> TensorSpec:
+    def of(cls, arg: Any, ranked: bool = True) -> TensorSpec:
         shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or ()))
-        return cls(arg.name, arg.type, ONNX_TO_OIP.get(arg.type), shape)
+        return cls(arg.name, arg.type, ONNX_TO_OIP.get(arg.type), shape, ranked)
 
     @property
     def is_tensor(self) -> bool:
         return self.datatype is not None
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "datatype": self.datatype or "BYTES",
-            "shape": [-1 if d is None else d for d in self.shape] if self.is_tensor else [-1],
-            **({} if self.is_tensor else {"parameters": {"onnx_type": self.onnx_type, "content_type": "json"}}),
-        }
+        if not self.is_tensor:
+            parameters: dict[str, Any] = {"onnx_type": self.onnx_type, "content_type": "json"}
+            return {"name": self.name, "datatype": "BYTES", "shape": [-1], "parameters": parameters}
+        if not self.ranked:
+            # The Open Inference Protocol has no shape for "any rank" (nor has Triton's model configuration):
+            # [-1] is a valid shape a client can send, and the parameter says that other ranks are taken too.
+            return {"name": self.name, "datatype": self.datatype, "shape": [-1], "parameters": {"unknown_rank": True}}
+        return {"name": self.name, "datatype": self.datatype, "shape": [-1 if d is None else d for d in self.shape]}
 
     def describe(self) -> str:
+        if not self.ranked:
+            return f"{self.name} ({self.datatype or self.onnx_type}, any shape)"
         dims = ", ".join("-1" if d is None else str(d) for d in self.shape)
         return f"{self.name} ({self.datatype or self.onnx_type}, shape [{dims}])"
 
@@ -98,6 +110,7 @@ class OnnxModel:
         self.ready = False
         self.inputs: dict[str, TensorSpec] = {}
         self.outputs: dict[str, TensorSpec] = {}
+        self.non_finite_inputs: frozenset[str] = frozenset()
         self._session: ort.InferenceSession | None = None
 
     def load(self) -> OnnxModel:
@@ -107,12 +120,17 @@ class OnnxModel:
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ModelLoadError(f"onnxruntime cannot load {self.path.name}: {exc}") from exc
-        inputs = [TensorSpec.of(a) for a in session.get_inputs()]
+        unranked = unranked_values(self.path)
+        inputs = [TensorSpec.of(a, ranked=a.name not in unranked) for a in session.get_inputs()]
         unsupported = [i.describe() for i in inputs if not i.is_tensor]
         if unsupported:
             raise ModelLoadError(f"model inputs must be tensors; not supported: {', '.join(unsupported)}")
         self.inputs = {i.name: i for i in inputs}
-        self.outputs = {o.name: o for o in (TensorSpec.of(a) for a in session.get_outputs())}
+        outputs = (TensorSpec.of(a, ranked=a.name not in unranked) for a in session.get_outputs())
+        self.outputs = {o.name: o for o in outputs}
+        declared = session.get_modelmeta().custom_metadata_map.get(NON_FINITE_INPUTS_KEY, "")
+        names = {n.strip() for n in declared.split(",") if n.strip()}
+        self.non_finite_inputs = frozenset(self.inputs if "*" in names else names & set(self.inputs))
         self._session = session
         self.ready = True
         return self
@@ -129,6 +147,10 @@ class OnnxModel:
     def expected_inputs(self) -> str:
         return "; ".join(i.describe() for i in self.inputs.values())
 
+    def accepts_non_finite(self, name: str) -> bool:
+        """Whether the model declares (metadata_props) that input ``name`` may carry NaN/Inf."""
+        return name in self.non_finite_inputs
+
     def check(self, name: str, datatype: str, shape: list[int]) -> TensorSpec:
         """The input's spec, after checking a request's name, datatype, rank, fixed dims and row count."""
         spec = self.inputs.get(name)
@@ -136,6 +158,15 @@ class OnnxModel:
             raise BadRequest(f"unknown input '{name}': model '{self.name}' expects {self.expected_inputs()}")
         if datatype != spec.datatype:
             raise BadRequest(f"input '{name}' has datatype {datatype}; model '{self.name}' expects {spec.datatype}")
+        if not spec.ranked:
+            if len(shape) > MAX_RANK:
+                raise BadRequest(f"input '{name}' has {len(shape)} dimensions; a tensor has at most {MAX_RANK}")
+            if shape and shape[0] > self.max_batch_rows:
+                raise PayloadTooLarge(
+                    f"input '{name}' has {shape[0]} rows; this deployment accepts at most {self.max_batch_rows} "
+                    "rows per request: split the batch"
+                )
+            return spec
         if len(shape) != len(spec.shape):
             raise BadRequest(
                 f"input '{name}' has shape {shape} (rank {len(shape)}); model '{self.name}' expects rank "
@@ -177,11 +208,75 @@ class OnnxModel:
         for name, value in results.items():
             bad = count_non_finite(value)
             if bad:
+                # One rule for non-finite answers: NaN/Inf that came in (from an input the model declares may
+                # carry them) and came out is the client's; from finite inputs it is the model's failure.
+                sources = [n for n, a in feeds.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+                if sources:
+                    raise BadRequest(
+                        f"input '{sources[0]}' holds NaN/Inf, and model '{self.name}' answered {bad} non-finite "
+                        f"value(s) in output '{name}' from it; send finite values"
+                    )
                 raise NonFiniteOutput(
                     f"model '{self.name}' version {self.version} produced {bad} non-finite value(s) (NaN/Inf) "
                     f"in output '{name}'"
                 )
         return results
+
+
+def unranked_values(path: Path) -> frozenset[str]:
+    """The graph inputs and outputs whose ONNX type has no shape at all: of unknown rank, not scalars.
+
+    onnxruntime reports both as shape [], so the model file itself is read, as protobuf wire format (the onnx
+    package is not in the Lambda layer): ModelProto.graph (field 7) -> GraphProto.input (11) and output (12) ->
+    ValueInfoProto name (1) and type (2) -> TypeProto.tensor_type (1) -> whether TypeProto.Tensor has its shape
+    (2). The file is memory-mapped, so a large model's weights are skipped over, never read into memory.
+    """
+    try:
+        with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            unranked = set()
+            for graph in _messages(buf, 0, len(buf), 7):
+                for value_info in (*_messages(buf, *graph, 11), *_messages(buf, *graph, 12)):
+                    names = [bytes(buf[a:b]).decode("utf-8") for a, b in _messages(buf, *value_info, 1)]
+                    tensors = [t for type_ in _messages(buf, *value_info, 2) for t in _messages(buf, *type_, 1)]
+                    if names and tensors and not any(True for t in tensors for _ in _messages(buf, *t, 2)):
+                        unranked.add(names[-1])
+            return frozenset(unranked)
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return frozenset()  # unreadable here: onnxruntime loaded it, so fall back to its shapes
+
+
+def _messages(buf: mmap.mmap, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
+    """The (start, end) offsets of every length-delimited field ``number`` in the message buf[start:end]."""
+    position = start
+    while position < end:
+        key, position = _varint(buf, position)
+        wire = key & 7
+        if wire == 0:
+            _, position = _varint(buf, position)
+        elif wire == 1:
+            position += 8
+        elif wire == 5:
+            position += 4
+        elif wire == 2:
+            length, position = _varint(buf, position)
+            if key >> 3 == number:
+                yield position, position + length
+            position += length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    if position != end:
+        raise ValueError("truncated protobuf message")
+
+
+def _varint(buf: mmap.mmap, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = buf[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
 
 
 def count_non_finite(value: Any) -> int:

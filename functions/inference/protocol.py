@@ -14,6 +14,7 @@ import binascii
 import math
 import struct
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import orjson
 
 from .datatypes import DATATYPES, OIP_TO_NUMPY, oip_datatype_of
 from .errors import BadRequest, UnsupportedMediaType
-from .model import OnnxModel
+from .model import MAX_RANK, OnnxModel
 
 _JSON_MEDIA_TYPES = ("application/json", "text/json")
 # The API's binaryMediaTypes: bodies of these types reach the function base64-encoded and intact. JSON stays
@@ -46,6 +47,7 @@ class Payload:
 
     document: dict[str, Any]
     binary: memoryview | None = None
+    length: int = 0  # the body's size in bytes: no tensor in it can hold more values than that
 
 
 def check_content_type(content_type: str | None, binary: bool = False) -> None:
@@ -74,12 +76,21 @@ def parse_body(body: str | bytes | None, is_base64: bool = False, header_length:
         except (binascii.Error, ValueError) as exc:
             raise BadRequest("request body is flagged base64 but is not valid base64") from exc
     binary: memoryview | None = None
+    length = len(raw)
     if header_length is not None:
         data = raw.encode() if isinstance(raw, str) else raw
-        if not header_length.isdigit() or int(header_length) > len(data):
+        length = len(data)
+        # ASCII digits only: str.isdigit also takes "²" and "١٢", which int() then refuses or reads as other numbers,
+        # and a length longer than the body's own needs no int() of thousands of digits to be refused.
+        if not (
+            header_length.isascii()
+            and header_length.isdigit()
+            and len(header_length) <= len(str(length))
+            and int(header_length) <= length
+        ):
             raise BadRequest(
-                f"Inference-Header-Content-Length is {header_length!r}; expected the JSON header's size in "
-                f"bytes, at most the body's {len(data)}"
+                f"Inference-Header-Content-Length is {_excerpt(header_length)}; expected the JSON header's size in "
+                f"bytes as ASCII digits, at most the body's {length}"
             )
         raw, binary = data[: int(header_length)], memoryview(data)[int(header_length) :]
     try:
@@ -88,54 +99,160 @@ def parse_body(body: str | bytes | None, is_base64: bool = False, header_length:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(document).__name__}")
-    return Payload(document, binary)
+    return Payload(document, binary, length)
 
 
-def to_array(name: str, datatype: str, data: Any, expected_size: int | None) -> np.ndarray:
-    """Convert one input's JSON data to numpy with the datatype's exact rules (no silent truncation)."""
+# --- JSON tensor data -> numpy ------------------------------------------------------------------------------
+#
+# Every value is checked against the declared datatype BEFORE any array exists: numpy's own inference
+# (np.asarray on the raw lists) builds one fixed-width unicode array of rows x longest string x 4 bytes as soon as
+# a single string hides among numbers or short strings (a 1 MB body could take the worker past 1 GB), turns
+# true into 1 and drops trailing NULs. The nesting is walked level by level in C (map/chain), never recursively,
+# and never past the number of values the shape asks for; then np.fromiter converts with the exact dtype.
+
+_JSON_KINDS = {
+    str: "a string",
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    list: "an array",
+    dict: "an object",
+}
+_EXPECTED: dict[str, tuple[frozenset[type], str]] = {
+    "BYTES": (frozenset({str}), "strings"),
+    "BOOL": (frozenset({bool}), "true/false"),
+    **{t: (frozenset({int}), "integers") for t in DATATYPES if OIP_TO_NUMPY[t].kind in "iu"},
+    **{t: (frozenset({int, float}), "numbers") for t in DATATYPES if OIP_TO_NUMPY[t].kind == "f"},
+}
+
+
+def _excerpt(value: Any) -> str:
+    """A value as the client sent it, short enough to quote in an error (a 1 MB string is not echoed back)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+    if isinstance(value, list | dict):
+        return f"{_JSON_KINDS[type(value)]} of {len(value)}"
+    return repr(value)
+
+
+def _described(value: Any) -> str:
+    if value is None or isinstance(value, bool | float):
+        return _excerpt(value)  # null, true and 2.0 say what they are
+    return f"{_excerpt(value)} ({_JSON_KINDS.get(type(value), type(value).__name__)})"
+
+
+def _flatten(where: str, field: str, data: Any, limit: int) -> tuple[list[Any], list[int], set[type]]:
+    """The values of nested JSON arrays in row-major order, the nesting's dimensions, and the values' types.
+
+    Refuses ragged nesting, arrays mixed with values, and more than ``limit`` values, level by level: no level
+    is built that holds more than ``limit`` references.
+    """
     if not isinstance(data, list):
-        raise BadRequest(f"input '{name}': 'data' must be a JSON array, got {type(data).__name__}")
-    try:
-        inferred = np.asarray(data)
-    except ValueError as exc:
-        raise BadRequest(f"input '{name}': 'data' is a ragged nested array ({exc})") from exc
+        raise BadRequest(f"{where}: '{field}' must be a JSON array, got {_described(data)}")
+    level: list[Any] = data
+    dims = [len(data)]
+    while True:
+        if len(level) > limit:
+            raise BadRequest(f"{where}: '{field}' holds {len(level)} values but its shape needs {limit}")
+        kinds = set(map(type, level))
+        if list not in kinds:
+            return level, dims, kinds
+        if len(kinds) > 1:
+            raise BadRequest(
+                f"{where}: '{field}' is a ragged nested array: arrays and single values at depth {len(dims)}"
+            )
+        lengths = set(map(len, level))
+        if len(lengths) > 1:
+            shortest, longest = min(lengths), max(lengths)
+            raise BadRequest(
+                f"{where}: '{field}' is a ragged nested array: arrays of {shortest} and {longest} values at depth "
+                f"{len(dims)}"
+            )
+        if len(dims) >= MAX_RANK:
+            raise BadRequest(f"{where}: '{field}' nests arrays deeper than {MAX_RANK} levels")
+        (length,) = lengths
+        if len(level) * length > limit:
+            raise BadRequest(
+                f"{where}: '{field}' holds at least {len(level) * length} values but its shape needs {limit}"
+            )
+        dims.append(length)
+        level = list(chain.from_iterable(level))
+
+
+def _typed(where: str, field: str, datatype: str, values: list[Any], kinds: set[type]) -> np.ndarray:
+    """A flat numpy array of ``datatype`` from JSON values whose types are ``kinds``; 400 naming the first value
+    of a wrong type, or out of the datatype's range."""
     target = OIP_TO_NUMPY[datatype]
-    kind = inferred.dtype.kind
-    if inferred.size == 0:
-        array = inferred.astype(target)
-    elif datatype == "BYTES":
-        if kind != "U":
-            raise BadRequest(f"input '{name}' is BYTES: 'data' must hold strings only")
-        array = inferred.astype(object)
-    elif datatype == "BOOL":
-        if kind != "b":
-            raise BadRequest(f"input '{name}' is BOOL: 'data' must hold true/false only")
-        array = inferred
-    elif target.kind in "iu":
-        if kind in "fO" and all(type(v) is int for v in np.array(data, dtype=object).ravel()):
-            # Integers past int64 (UINT64's upper half) make numpy infer float64 or objects: convert exactly.
-            try:
-                return _sized(name, np.array(data, dtype=target), expected_size)
-            except OverflowError as exc:
-                raise BadRequest(f"input '{name}': a value is out of range for {datatype}") from exc
-        if kind not in "iu":
-            raise BadRequest(f"input '{name}' is {datatype}: 'data' must hold integers only")
-        info = np.iinfo(target)
-        low, high = inferred.min(), inferred.max()
-        if low < info.min or high > info.max:
-            raise BadRequest(f"input '{name}': value {low if low < info.min else high} is out of range for {datatype}")
-        array = inferred.astype(target, copy=False)
-    else:
-        if kind not in "iuf":
-            raise BadRequest(f"input '{name}' is {datatype}: 'data' must hold numbers only")
-        array = inferred.astype(target, copy=False)
-    return _sized(name, array, expected_size)
-
-
-def _sized(name: str, array: np.ndarray, expected_size: int | None) -> np.ndarray:
-    if expected_size is not None and array.size != expected_size:
-        raise BadRequest(f"input '{name}': 'data' holds {array.size} values but its shape needs {expected_size}")
+    allowed, expected = _EXPECTED[datatype]
+    if not kinds <= allowed:
+        if target.kind in "iu" and kinds <= {int, float}:
+            # orjson reads integers past 64 bits as floats: those are out of range, not "not integers".
+            for position, value in enumerate(values):
+                if type(value) is float and value.is_integer() and abs(value) >= 2**63:
+                    raise BadRequest(f"{where}: value {value!r} is out of range for {datatype}, at position {position}")
+        position, value = next((i, v) for i, v in enumerate(values) if type(v) not in allowed)
+        got = f"got {_described(value)} at position {position}"
+        raise BadRequest(f"{where} is {datatype}: '{field}' must hold {expected} only, {got}")
+    if datatype == "BYTES":
+        array = np.empty(len(values), dtype=object)
+        array[:] = values  # object references to the very strings orjson made: no copy, NULs and all
+        return array
+    if target.kind in "iu":
+        try:
+            return np.fromiter(values, dtype=target, count=len(values))
+        except OverflowError:
+            info = np.iinfo(target)
+            position, value = next((i, v) for i, v in enumerate(values) if not info.min <= v <= info.max)
+            raise BadRequest(
+                f"{where}: value {value} is out of range for {datatype} ({info.min} to {info.max}), at position "
+                f"{position}"
+            ) from None
+    with np.errstate(over="ignore"):  # overflow is checked right below, naming the value
+        array = np.fromiter(values, dtype=target, count=len(values))
+    if target.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            # JSON carries no NaN or Inf (orjson refuses them), so a non-finite value is a finite number the
+            # datatype cannot hold: a client error, never an inf for the model to turn into a "model failure".
+            position = int(np.argmin(finite))
+            raise BadRequest(
+                f"{where}: value {values[position]!r} is out of range for {datatype} (at most "
+                f"{float(np.finfo(target).max):.6g} in magnitude), at position {position}"
+            )
     return array
+
+
+def to_array(name: str, datatype: str, data: Any, shape: list[int]) -> np.ndarray:
+    """One input's JSON data as a numpy array of ``shape``: flat or nested row-major, checked value by value."""
+    where = f"input '{name}'"
+    size = math.prod(shape)
+    values, dims, kinds = _flatten(where, "data", data, size)
+    if len(dims) > 1 and dims != list(shape):
+        raise BadRequest(
+            f"{where}: 'data' is nested as {dims} but its shape is {list(shape)}; send it flat or nested as the shape"
+        )
+    if len(values) != size:
+        raise BadRequest(f"{where}: 'data' holds {len(values)} values but its shape needs {size}")
+    return _typed(where, "data", datatype, values, kinds).reshape(shape)
+
+
+def _size(where: str, shape: list[int], limit: int) -> int:
+    """The number of values ``shape`` holds: at least one in every dimension, and no more than the body carries
+    (checked as the product grows, so a shape like [2**62, 2**62] costs nothing and allocates nothing)."""
+    size = 1
+    for axis, dim in enumerate(shape):
+        if dim == 0:
+            if axis == 0:
+                raise BadRequest(f"{where} has no rows (shape {shape}); send at least one")
+            raise BadRequest(f"{where} has an empty dimension {axis} (shape {shape}); every dimension needs a value")
+        size *= dim
+        if size > limit:
+            raise BadRequest(f"{where}: shape {shape} needs more values than a request of {limit} bytes can hold")
+    return size
 
 
 def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, what: str) -> Any:
@@ -156,6 +273,7 @@ def decode_v2(payload: Payload, model: OnnxModel) -> InferenceRequest:
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("request: 'id' must be a string")
+    limit = max(payload.length, 1)
     feeds: dict[str, np.ndarray] = {}
     rows = 0
     offset = 0
@@ -168,27 +286,39 @@ def decode_v2(payload: Payload, model: OnnxModel) -> InferenceRequest:
             raise BadRequest(f"{where} is given twice")
         shape = _field(tensor, "shape", list, where, "an array of non-negative integers")
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            raise BadRequest(f"{where}: 'shape' must be an array of non-negative integers, got {shape}")
+            shown = (
+                shape if len(shape) <= MAX_RANK and all(isinstance(d, int | float) for d in shape) else _excerpt(shape)
+            )
+            raise BadRequest(f"{where}: 'shape' must be an array of non-negative integers, got {shown}")
+        if len(shape) > MAX_RANK:
+            raise BadRequest(f"{where}: 'shape' has {len(shape)} dimensions; a tensor has at most {MAX_RANK}")
         datatype = _field(tensor, "datatype", str, where, f"one of {', '.join(DATATYPES)}")
         if datatype not in OIP_TO_NUMPY:
-            raise BadRequest(f"{where}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
+            raise BadRequest(f"{where}: datatype {_excerpt(datatype)} is not one of {', '.join(DATATYPES)}")
         model.check(name, datatype, shape)
-        size = math.prod(shape)
+        size = _size(where, shape, limit)
         binary_size = _parameters(tensor, where).get("binary_data_size")
         if binary_size is not None:
             if payload.binary is None:
                 raise BadRequest(f"{where} has binary_data_size but the request has no Inference-Header-Content-Length")
-            if not isinstance(binary_size, int) or binary_size < 0 or offset + binary_size > len(payload.binary):
+            if not isinstance(binary_size, int) or isinstance(binary_size, bool) or binary_size < 0:
                 raise BadRequest(
-                    f"{where}: binary_data_size {binary_size} runs past the {len(payload.binary)} bytes of binary data"
+                    f"{where}: binary_data_size must be a non-negative integer (bytes), got {_described(binary_size)}"
                 )
-            array = from_binary(name, datatype, payload.binary[offset : offset + binary_size], size)
+            if offset + binary_size > len(payload.binary):
+                raise BadRequest(
+                    f"{where}: binary_data_size {binary_size} runs past the {len(payload.binary) - offset} bytes of "
+                    "binary data left"
+                )
+            chunk = payload.binary[offset : offset + binary_size]
+            array = from_binary(name, datatype, chunk, size, allow_non_finite=model.accepts_non_finite(name))
+            array = array.reshape(shape)
             offset += binary_size
         elif "data" in tensor:
-            array = to_array(name, datatype, tensor["data"], size)
+            array = to_array(name, datatype, tensor["data"], shape)
         else:
             raise BadRequest(f"{where}: 'data' is required (the tensor's values, row-major)")
-        feeds[name] = array.reshape(shape)
+        feeds[name] = array
         rows = max(rows, shape[0] if shape else 1)
     if payload.binary is not None and offset != len(payload.binary):
         raise BadRequest(f"request: {len(payload.binary) - offset} bytes of binary data belong to no input")
@@ -202,6 +332,9 @@ def decode_v2(payload: Payload, model: OnnxModel) -> InferenceRequest:
         ):
             raise BadRequest("request: 'outputs' must be an array of objects with a 'name'")
         names = [o["name"] for o in requested]
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise BadRequest(f"output '{twice}' is requested twice")
         binary_outputs = {
             o["name"] for o in requested if _parameters(o, f"output '{o['name']}'").get("binary_data", binary_default)
         }
@@ -218,48 +351,72 @@ def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
-def from_binary(name: str, datatype: str, chunk: memoryview, size: int) -> np.ndarray:
-    """Raw little-endian tensor bytes (BYTES: each element a 4-byte little-endian length, then the bytes)."""
+def from_binary(
+    name: str, datatype: str, chunk: memoryview, size: int, *, allow_non_finite: bool = False
+) -> np.ndarray:
+    """Raw little-endian tensor bytes (BYTES: each element a 4-byte little-endian length, then the bytes).
+
+    Float tensors must be finite unless the model says it takes NaN/Inf (``OnnxModel.accepts_non_finite``):
+    a NaN sent in would come back as a "non-finite output", which the rollout alarms count against the model.
+    """
+    where = f"input '{name}'"
     if datatype == "BYTES":
         values: list[str] = []
         position = 0
         while position < len(chunk):
+            if len(values) == size:
+                raise BadRequest(f"{where}: binary data holds more than the {size} BYTES elements of its shape")
             if position + 4 > len(chunk):
-                raise BadRequest(f"input '{name}': truncated BYTES element length at byte {position}")
+                raise BadRequest(f"{where}: truncated BYTES element length at byte {position}")
             (length,) = struct.unpack_from("<I", chunk, position)
             position += 4
             if position + length > len(chunk):
-                raise BadRequest(f"input '{name}': BYTES element of {length} bytes runs past its binary data")
+                raise BadRequest(f"{where}: BYTES element of {length} bytes runs past its binary data")
             try:
                 values.append(bytes(chunk[position : position + length]).decode("utf-8"))
             except UnicodeDecodeError as exc:
-                raise BadRequest(f"input '{name}': BYTES element is not UTF-8 text ({exc.reason})") from exc
+                raise BadRequest(f"{where}: BYTES element {len(values)} is not UTF-8 text ({exc.reason})") from exc
             position += length
-        return _sized(name, np.array(values, dtype=object), size)
+        if len(values) != size:
+            raise BadRequest(f"{where}: binary data holds {len(values)} BYTES elements but its shape needs {size}")
+        return _typed(where, "data", "BYTES", values, {str})
     dtype = OIP_TO_NUMPY[datatype].newbyteorder("<")
     if len(chunk) != size * dtype.itemsize:
         raise BadRequest(
-            f"input '{name}': binary data holds {len(chunk)} bytes but its shape and {datatype} need "
-            f"{size * dtype.itemsize}"
+            f"{where}: binary data holds {len(chunk)} bytes but its shape and {datatype} need {size * dtype.itemsize}"
         )
     array = np.frombuffer(chunk, dtype=dtype)
     if datatype == "BOOL" and array.size and array.view(np.uint8).max() > 1:
-        raise BadRequest(f"input '{name}': BOOL binary data must hold bytes 0 or 1")
+        raise BadRequest(f"{where}: BOOL binary data must hold bytes 0 or 1")
+    if dtype.kind == "f" and not allow_non_finite:
+        finite = np.isfinite(array)
+        if not finite.all():
+            position = int(np.argmin(finite))
+            raise BadRequest(
+                f"{where}: binary data holds {float(array[position])} at position {position}; this model takes "
+                "finite numbers only (NaN and Inf are refused unless the model's metadata_props list the input "
+                "under modelrail.non_finite_inputs)"
+            )
     return array
 
 
 def decode_v1(payload: Payload, model: OnnxModel) -> InferenceRequest:
-    """A KServe v1 predict request (``{"instances": [...]}``) for a single-input model."""
+    """A KServe v1 predict request (``{"instances": [...]}``) for a single-input model: the same rules as v2, the
+    shape being the instances' nesting."""
     if len(model.inputs) != 1:
         raise BadRequest(
             f"KServe v1 predict serves single-input models; model '{model.name}' expects "
             f"{model.expected_inputs()}: use POST /v2/models/{model.name}/infer"
         )
     spec = next(iter(model.inputs.values()))
+    datatype = spec.datatype or "BYTES"
+    where = f"input '{spec.name}'"
     instances = _field(payload.document, "instances", list, "request", "an array of instances, one per row")
-    array = to_array(spec.name, spec.datatype or "BYTES", instances, None)
-    model.check(spec.name, spec.datatype or "BYTES", list(array.shape))
-    return InferenceRequest({spec.name: array}, model.output_names(None), None, array.shape[0] if array.ndim else 1)
+    values, dims, kinds = _flatten(where, "instances", instances, max(payload.length, 1))
+    model.check(spec.name, datatype, dims)
+    _size(where, dims, max(payload.length, 1))
+    array = _typed(where, "instances", datatype, values, kinds).reshape(dims)
+    return InferenceRequest({spec.name: array}, model.output_names(None), None, dims[0])
 
 
 def encode_output(name: str, value: Any) -> dict[str, Any]:
