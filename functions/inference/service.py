@@ -292,7 +292,7 @@ class InferenceService:
         if name != self.name:
             if not _NAME.match(name):
                 # Powertools' <name> also matches ':' and '@': /v1/models/iris:explain reaches the GET route.
-                raise NotFound(f"no route: '{name}' is not a model name (expected {_NAME_PATTERN})")
+                raise NotFound(f"no route: '{name}' is not a model name (letters, digits, '.', '_', '-')")
             raise NotFound(f"model '{name}' is not served here; this endpoint serves '{self.name}'")
         if version is not None and version != self.version:
             raise NotFound(

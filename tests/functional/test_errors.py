@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from functions.acceptance.events import response_headers
 from tests import builders
 from tests.functional.conftest import BUCKET, IRIS, upload
-from tests.utils import metric_values
+from tests.utils import Context, metric_values, rest_event
 
 
 def tensor(data: Any, shape: list[int], datatype: str = "FP32", name: str = "float_input") -> dict[str, Any]:
@@ -187,3 +188,55 @@ def test_invalid_environment_means_503_naming_the_variable(deploy: Any) -> None:
     answer = function.infer(tensor([1] * 4, [1, 4]))
     assert answer.status == 503
     assert "MODEL_SHA256: expected 64 hexadecimal digits, got 'not-a-digest'" in answer.error
+    assert "retrying" not in answer.error  # a configuration fault is final: only a new deployment fixes it
+
+
+GET_ROUTES = [
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/iris",
+    "/v2/models/iris/versions/1",
+    "/v2/models/iris/ready",
+    "/v2/models/iris/versions/1/ready",
+    "/v1/models/iris",
+]
+
+
+@pytest.mark.parametrize("path", GET_ROUTES)
+def test_head_answers_like_get_without_a_body(iris: Any, path: str) -> None:
+    # The API's ANY methods pass HEAD on to the function, and HEAD is GET without the body (RFC 9110, 9.3.2):
+    # load balancers and uptime checks probe with it. It was answered 405.
+    get = iris.module.lambda_handler(rest_event("GET", path), Context())
+    head = iris.module.lambda_handler(rest_event("HEAD", path), Context())
+
+    assert head["statusCode"] == get["statusCode"] == 200
+    assert head["body"] == ""
+    assert response_headers(head)["content-type"] == response_headers(get)["content-type"]
+    assert response_headers(head)["x-model-version"] == "1"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/v2/health/live", "/v2/health/ready"])
+def test_other_methods_on_health_routes_are_405_allowing_get_and_head(iris: Any, path: str, method: str) -> None:
+    answer = iris.call(method, path, {})
+    assert answer.status == 405
+    assert answer.headers["allow"] == "GET, HEAD"
+    assert f"{method} is not allowed on {path}" in answer.error
+
+
+def test_head_on_an_inference_route_is_405_without_a_body(iris: Any) -> None:
+    response = iris.module.lambda_handler(rest_event("HEAD", "/v2/models/iris/infer"), Context())
+    assert response["statusCode"] == 405
+    assert response_headers(response)["allow"] == "POST"
+    assert response["body"] == ""
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_verb_this_endpoint_lacks_is_404_not_405(iris: Any, method: str) -> None:
+    # KServe's v1 protocol has POST /v1/models/<name>:explain; this endpoint has no such route. Powertools' <name>
+    # matches ':' too, so the path was taken for model 'iris:explain' and answered 405 "use GET".
+    answer = iris.call(method, "/v1/models/iris:explain", {"instances": [[1, 2, 3, 4]]})
+    assert answer.status == 404
+    assert "no route" in answer.error
+    assert "allow" not in answer.headers

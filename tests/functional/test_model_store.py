@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
+from urllib3.exceptions import IncompleteRead, ProtocolError
 
-from functions.inference.store import ArtifactDigestMismatch, ArtifactError, ArtifactNotFound, ModelStore
+from functions.inference import store as store_module
+from functions.inference.store import (
+    ArtifactDigestMismatch,
+    ArtifactError,
+    ArtifactNotFound,
+    ArtifactUnreachable,
+    ModelStore,
+)
 from tests.functional.conftest import BUCKET, IRIS, upload
 
 
@@ -46,3 +58,64 @@ def test_missing_object_and_missing_bucket_are_named(s3: Any, tmp_path: Path) ->
         store.fetch(f"s3://{BUCKET}/models/nope.onnx", "0" * 64)
     with pytest.raises(ArtifactError, match=r"s3://no-such-bucket-here/m\.onnx"):
         store.fetch("s3://no-such-bucket-here/m.onnx", "0" * 64)
+
+
+def test_pinned_digest_must_be_canonical_not_a_mismatch_of_equal_digests(s3: Any, tmp_path: Path) -> None:
+    uri, sha256 = upload(s3, IRIS, "iris")
+    store = ModelStore(tmp_path / "cache", s3)
+
+    with pytest.raises(ArtifactError, match="64 lowercase hexadecimal digits") as caught:
+        store.fetch(uri, sha256 + "\n")
+
+    # It used to download, then refuse "sha256 X ... but MODEL_SHA256 pins X": the same digest twice.
+    assert not isinstance(caught.value, ArtifactDigestMismatch)
+    assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
+
+
+def test_stream_broken_midway_is_unreachable_closes_the_body_and_leaves_nothing(s3: Any, tmp_path: Path) -> None:
+    uri, sha256 = upload(s3, IRIS, "iris")
+    broken = ResponseStreamingError(error=ProtocolError("Connection broken", IncompleteRead(100, 3000)))
+    body = BrokenBody(broken)
+
+    class Client:
+        def get_object(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Body": body, "ContentLength": 3100}
+
+    with pytest.raises(ArtifactUnreachable, match="failed after 100 bytes: ResponseStreamingError"):
+        ModelStore(tmp_path / "cache", Client()).fetch(uri, sha256)
+
+    assert body.closed  # the broken connection is dropped, not handed back to the pool
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_artifact_larger_than_the_free_space_fails_before_downloading(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri, sha256 = upload(s3, IRIS, "iris")
+    body = BrokenBody(AssertionError("the body must not be read"))
+
+    class Client:
+        def get_object(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Body": body, "ContentLength": IRIS.stat().st_size}
+
+    usage = shutil.disk_usage(tmp_path)._replace(free=10)
+    monkeypatch.setattr(store_module, "shutil", SimpleNamespace(disk_usage=lambda path: usage))
+
+    with pytest.raises(ArtifactUnreachable, match=r"has 10 bytes free: raise the function's ephemeral storage"):
+        ModelStore(tmp_path / "cache", Client()).fetch(uri, sha256)
+    assert body.closed
+
+
+class BrokenBody:
+    """A GetObject body that yields 100 bytes, then fails with ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.closed = False
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield b"\0" * 100
+        raise self.error
+
+    def close(self) -> None:
+        self.closed = True
