@@ -21,7 +21,7 @@ from cdk_nag import AwsSolutionsChecks
 from infra.audit import caller_identity, hotfix_log_line
 from infra.layer import build_layer
 from infra.spec import CDK_JSON, CONTEXT_KEY, HOTFIX_CONTEXT_KEY, SpecError, parse_hotfix, parse_spec
-from infra.stack import ModelrailStack
+from infra.stack import ApiAccountStack, ModelrailStack
 
 ROOT = Path(__file__).resolve().parent
 STACK_PREFIX = "modelrail"
@@ -45,23 +45,35 @@ def create_app(
         stacks = [f"{STACK_PREFIX}-{name}" for name in spec.environments]
         print(hotfix_log_line(hotfix, stacks), file=sys.stderr)
     layers = {}
+    account_stacks: dict[tuple[str | None, str | None], ApiAccountStack] = {}
     for name, environment in spec.environments.items():
         arch = environment.function.architecture
         if arch not in layers:
             layers[arch] = build_layer(arch, log=lambda line: print(line, file=sys.stderr))
-        ModelrailStack(
+        env = cdk.Environment(
+            account=environment.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
+            region=environment.region or os.environ.get("CDK_DEFAULT_REGION"),
+        )
+        # Environments without an explicit account and region deploy to the CLI's, so they share one.
+        place = (environment.account, environment.region)
+        if place not in account_stacks:
+            account_stacks[place] = ApiAccountStack(
+                app,
+                "-".join([f"{STACK_PREFIX}-api-account", *filter(None, place)]),
+                env=env,
+                description="modelrail: API Gateway's account-wide logging role (one per account and region)",
+            )
+        stack = ModelrailStack(
             app,
             f"{STACK_PREFIX}-{name}",
             environment=environment,
             models=models,
             layer=layers[arch],
             hotfix=hotfix,
-            env=cdk.Environment(
-                account=environment.account or os.environ.get("CDK_DEFAULT_ACCOUNT"),
-                region=environment.region or os.environ.get("CDK_DEFAULT_REGION"),
-            ),
+            env=env,
             description=f"modelrail: {', '.join(m.name for m in models)} behind API Gateway with CodeDeploy rollouts",
         )
+        stack.add_stack_dependency(account_stacks[place], "API Gateway logs through the account's CloudWatch role")
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return app

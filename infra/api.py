@@ -1,7 +1,12 @@
 """InferenceApi: an API Gateway REST API proxying every route to the alias ``live``.
 
-Inference and metadata routes require auth (IAM SigV4, or an API key with a usage plan, per the spec); the two
-health routes stay open for load balancers and uptime checks. Stage throttling and JSON access logs are on.
+Every route that reaches the function requires auth (IAM SigV4, or an API key with a usage plan, per the spec):
+unauthenticated calls would run up invocations and dilute the Invocations that the new version's function-error
+and throttle rates divide by. Liveness (GET /v2/health/live) stays open for load balancers and uptime checks, and
+API Gateway answers it itself (a MOCK integration): it says the endpoint is up and never invokes the function.
+Readiness needs the model, so it reaches the function, with auth. Stage throttling and JSON access logs are on.
+API Gateway's account-wide CloudWatch role is not declared here: it is one per account and region (see
+``ApiGatewayAccount``), while a stack may hold several APIs and several stacks may share an account.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -19,7 +25,9 @@ from functions.inference.protocol import BINARY_MEDIA_TYPES
 from .nag import acknowledge, managed_policy
 from .spec import ApiSettings
 
-OPEN_ROUTES = ("/v2/health/live", "/v2/health/ready")
+# Answered by API Gateway itself, open, never reaching the function: what the local gateway answers too.
+LIVENESS_ROUTE = "/v2/health/live"
+LIVENESS_BODY = '{"live": true}'
 
 _ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -66,8 +74,7 @@ class InferenceApi(Construct):
             # The binary tensor extension's bodies reach the handler base64-encoded, as the handler expects;
             # JSON stays text.
             binary_media_types=list(BINARY_MEDIA_TYPES),
-            cloud_watch_role=True,  # API Gateway needs the account-level role to write access and execution logs
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,  # shared by every API in the account
+            cloud_watch_role=False,  # the account-level role is ApiGatewayAccount's, once per account and region
             deploy_options=apigw.StageOptions(
                 stage_name="api",
                 throttling_rate_limit=settings.throttle_rate_limit,
@@ -86,18 +93,35 @@ class InferenceApi(Construct):
         root = self.rest_api.root
         proxy = root.add_proxy(default_integration=integration, any_method=False)
         proxy.add_method("ANY", integration, authorization_type=auth, api_key_required=key_required)
-        v2 = root.add_resource("v2")  # GET /v2 (server metadata) needs its own method now that /v2 is a resource
+        # /v2 is a resource of its own (for /v2/health/live), so it carries the proxy again beneath it: every other
+        # path under /v2 reaches the function, with auth, whichever way API Gateway matches resources.
+        v2 = root.add_resource("v2")
         v2.add_method("ANY", integration, authorization_type=auth, api_key_required=key_required)
+        v2.add_proxy(any_method=False).add_method(
+            "ANY", integration, authorization_type=auth, api_key_required=key_required
+        )
         health = v2.add_resource("health")
-        for route in OPEN_ROUTES:
-            method = health.add_resource(route.rsplit("/", 1)[1]).add_method(
-                "GET", integration, authorization_type=apigw.AuthorizationType.NONE
-            )
-            acknowledge(
-                method,
-                "AwsSolutions-APIG4",
-                f"GET {route} is open on purpose: a health probe carries no model data and runs no inference.",
-            )
+        health.add_resource("ready").add_method(
+            "GET", integration, authorization_type=auth, api_key_required=key_required
+        )
+        live = health.add_resource("live").add_method(
+            "GET",
+            apigw.MockIntegration(
+                request_templates={"application/json": '{"statusCode": 200}'},
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
+                integration_responses=[
+                    apigw.IntegrationResponse(status_code="200", response_templates={"application/json": LIVENESS_BODY})
+                ],
+            ),
+            authorization_type=apigw.AuthorizationType.NONE,
+            method_responses=[apigw.MethodResponse(status_code="200")],
+        )
+        acknowledge(
+            live,
+            "AwsSolutions-APIG4",
+            f"GET {LIVENESS_ROUTE} is open on purpose: API Gateway answers it itself (MOCK), it never reaches the "
+            "function and carries no model data.",
+        )
         self.api_key: apigw.IApiKey | None = None
         if settings.auth == "api_key":
             plan = self.rest_api.add_usage_plan(
@@ -134,12 +158,6 @@ class InferenceApi(Construct):
             f"Auth is chosen in the spec (here {settings.auth!r}: IAM SigV4 or API key with usage plan); "
             "Cognito user pools are not the auth model for machine clients of an inference API.",
         )
-        acknowledge(
-            api,
-            "AwsSolutions-IAM4",
-            "API Gateway's account logging role uses AmazonAPIGatewayPushToCloudWatchLogs, AWS's policy for it.",
-            [managed_policy("AmazonAPIGatewayPushToCloudWatchLogs")],
-        )
 
     @staticmethod
     def _protection(settings: ApiSettings) -> tuple[apigw.AuthorizationType, bool]:
@@ -151,3 +169,33 @@ class InferenceApi(Construct):
     @property
     def url(self) -> str:
         return self.rest_api.url
+
+
+class ApiGatewayAccount(Construct):
+    """API Gateway's account-level settings: the role through which it writes access and execution logs.
+
+    ``AWS::ApiGateway::Account`` is one setting per account and region, whatever declares it: declared by each API
+    (CDK's ``cloudWatchRole``), the last one deployed wins and deleting any of them clears it for every API. So it
+    lives alone in one stack per account and region, which the environments' stacks depend on.
+    """
+
+    def __init__(self, scope: Construct, id_: str) -> None:
+        super().__init__(scope, id_)
+        self.role = iam.Role(
+            self,
+            "CloudWatchRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway writes the access and execution logs of this account's APIs (modelrail)",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+            ],
+        )
+        self.role.apply_removal_policy(RemovalPolicy.RETAIN)  # APIs outside modelrail may log through it too
+        self.account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=self.role.role_arn)
+        self.account.apply_removal_policy(RemovalPolicy.RETAIN)
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM4",
+            "API Gateway's account logging role uses AmazonAPIGatewayPushToCloudWatchLogs, AWS's policy for it.",
+            [managed_policy("AmazonAPIGatewayPushToCloudWatchLogs")],
+        )

@@ -20,6 +20,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from .bundle import artifact_prefix
+from .nag import acknowledge
 from .spec import DeployedModel
 
 _S3_URI_PREFIX = "s3://"
@@ -32,6 +34,7 @@ class ArtifactLocation:
     bucket_name: str
     key: str
     dependable: Construct | None = None  # the upload, when this stack performs it
+    prefix: str | None = None  # the folder that holds every version of this object, when there is one
 
     @property
     def uri(self) -> str:
@@ -39,7 +42,30 @@ class ArtifactLocation:
 
     def grant_read(self, grantee: iam.IGrantable, scope: Construct) -> None:
         """s3:GetObject on this one object, nothing else in the bucket."""
-        arn = f"arn:{Stack.of(scope).partition}:s3:::{self.bucket_name}/{self.key}"
+        self._grant(grantee, scope, self.key)
+
+    def grant_read_versions(self, grantee: iam.IGrantable, scope: Construct) -> None:
+        """s3:GetObject on every version of this object (its prefix), nothing else in the bucket.
+
+        What a Lambda function's role needs: the role is shared by all of the function's versions and updated
+        before the alias shifts, so the version still serving, and every rollback target, must keep reading the
+        artifact it was published with.
+        """
+        resource = f"{self.prefix}*" if self.prefix else self.key
+        self._grant(grantee, scope, resource)
+        if self.prefix and isinstance(grantee, Construct):
+            bucket = Stack.of(scope).resolve(self.bucket_name)
+            shown = f"<{bucket['Ref']}>" if isinstance(bucket, dict) and "Ref" in bucket else bucket
+            acknowledge(
+                grantee,
+                "AwsSolutions-IAM5",
+                "Every version of the function shares this role: the one serving now and each rollback target read "
+                "the model they were published with, all under this model's content-addressed prefix.",
+                [f"Resource::arn:<AWS::Partition>:s3:::{shown}/{resource}"],
+            )
+
+    def _grant(self, grantee: iam.IGrantable, scope: Construct, resource: str) -> None:
+        arn = f"arn:{Stack.of(scope).partition}:s3:::{self.bucket_name}/{resource}"
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
 
 
@@ -86,7 +112,9 @@ class ModelArtifacts(Construct):
     def _place(self, model: DeployedModel) -> None:
         if model.uri is not None:
             bucket, key = model.uri[len(_S3_URI_PREFIX) :].split("/", 1)
-            self.locations[model.name] = ArtifactLocation(bucket, key)
+            # A model given by URI: its versions are taken to live beside it, in the key's folder.
+            folder = key.rpartition("/")[0]
+            self.locations[model.name] = ArtifactLocation(bucket, key, prefix=f"{folder}/" if folder else None)
             return
         upload = s3deploy.BucketDeployment(
             self,
@@ -97,7 +125,9 @@ class ModelArtifacts(Construct):
             retain_on_delete=True,
             memory_limit=1024,
         )
-        self.locations[model.name] = ArtifactLocation(self.bucket.bucket_name, model.artifact_key, upload)
+        self.locations[model.name] = ArtifactLocation(
+            self.bucket.bucket_name, model.artifact_key, upload, prefix=artifact_prefix(model.name)
+        )
         if model.acceptance_key is not None:
             self.acceptance_locations[model.name] = ArtifactLocation(
                 self.bucket.bucket_name, model.acceptance_key, upload

@@ -26,9 +26,14 @@ SETTINGS_FILE = "modelrail.json"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 
+def artifact_prefix(name: str) -> str:
+    """Where every version of a model's artifact lives: what all the function's versions may read."""
+    return f"models/{name}/"
+
+
 def artifact_key(name: str, sha256: str) -> str:
     """Content-addressed object key of a model: a new model is a new key, never an overwrite."""
-    return f"models/{name}/{sha256}.onnx"
+    return f"{artifact_prefix(name)}{sha256}.onnx"
 
 
 class BundleError(ValueError):

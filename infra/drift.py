@@ -48,6 +48,22 @@ class DriftMonitor(Construct):
         self.topic = sns.Topic(self, "DriftTopic", display_name="modelrail drift", enforce_ssl=True)
         for email in settings.notify_emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        # A topic policy replaces SNS's default one, so CloudWatch needs its own Allow to publish alarm
+        # notifications; limited to this account's alarms in this region (the confused-deputy guard SNS documents).
+        stack = Stack.of(self)
+        alarms = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": alarms},
+                },
+            )
+        )
         acknowledge(
             self.topic,
             "AwsSolutions-SNS2",

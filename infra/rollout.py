@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnResource, CustomResource, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
@@ -240,10 +240,50 @@ class Rollout(Construct):
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),
         )
-        # The alias update is the deployment: the alarms must already watch the new version when it starts.
-        # (The hooks need no such line: the alias's UpdatePolicy refers to them.)
+        # The alias update is the deployment: the alarms must already watch the new version when it starts, and
+        # the hooks must exist, updated to judge this version. CloudFormation orders resources by what their
+        # Properties refer to, and the alias names the hooks only in its UpdatePolicy: so each is a DependsOn.
         for alarm in self.alarms.values():
             alias.node.add_dependency(alarm)
+        alias.node.add_dependency(self.hooks.pre_traffic, self.hooks.post_traffic)
+        assert isinstance(alias.node.default_child, CfnResource)
+        alias.node.default_child.add_metadata(
+            "cfn-lint",
+            # W3005 takes the UpdatePolicy's Refs for an implicit dependency; CloudFormation documents ordering only
+            # for references in Properties (DependsOn attribute), so the explicit DependsOn stays.
+            {"config": {"ignore_checks": ["W3005"]}},
+        )
+        # A first deploy creates the alias directly, with no CodeDeploy deployment and so no pre-traffic hook:
+        # the same gate runs first as a custom resource, and a failing gate fails the stack's creation.
+        self.first_deploy_gate = CustomResource(
+            self,
+            "FirstDeployGate",
+            service_token=self.hooks.pre_traffic.function_arn,
+            resource_type="Custom::ModelrailAcceptanceGate",
+            properties={"VersionArn": version.function_arn, "Model": model.name},
+        )
+        alias.node.add_dependency(self.first_deploy_gate)
+        # The hooks read the deployment's AppSpec to check which version it shifts to (codedeploy:GetDeployment
+        # authorizes on the deployment group; spelled with the application's name and a wildcard group, since the
+        # group itself refers to the hooks).
+        stack = Stack.of(self)
+        group_arns = (
+            f"arn:{stack.partition}:codedeploy:{stack.region}:{stack.account}:deploymentgroup:"
+            f"{self.deployment_group.application.application_name}/*"
+        )
+        for hook in (self.hooks.pre_traffic, self.hooks.post_traffic):
+            hook.add_to_role_policy(iam.PolicyStatement(actions=["codedeploy:GetDeployment"], resources=[group_arns]))
+            assert hook.role is not None
+            acknowledge(
+                hook.role,
+                "AwsSolutions-IAM5",
+                "GetDeployment authorizes on the deployment group, which refers to this hook: the group is matched "
+                "by wildcard within this model's own CodeDeploy application.",
+                [
+                    "Resource::arn:<AWS::Partition>:codedeploy:<AWS::Region>:<AWS::AccountId>:deploymentgroup:"
+                    f"<{logical_id(self.deployment_group.application)}>/*"
+                ],
+            )
         acknowledge(
             self.deployment_group,
             "AwsSolutions-IAM4",

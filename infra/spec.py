@@ -116,8 +116,8 @@ AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 class AlarmDefinition(_Spec):
     """One CloudWatch alarm as data: what ``cdk synth`` creates and what the rehearsal evaluates.
 
-    The value per period is ``100 * sum(numerator) / sum(denominator)`` (a percentage; numerator terms with no
-    data count as 0, a denominator with no data leaves the period missing) or, without a denominator, the
+    The value per period is ``100 * sum(numerator) / sum(denominator)`` (a percentage; terms with no data count
+    as 0, a denominator with no data in any of its terms leaves the period missing) or, without a denominator, the
     single metric's statistic. ``expression`` is the same rule as CloudWatch metric math.
     """
 
@@ -157,19 +157,19 @@ class AlarmDefinition(_Spec):
         """CloudWatch metric math for a rate, None for a single metric."""
         if not self.is_rate:
             return None
+        # Every term is FILLed: a period where Lambda throttled every call has Throttles but no Invocations, and an
+        # unfilled term would leave it missing (never breaching) exactly when the canary is throttled the most.
         numerator = " + ".join(f"FILL({i}, 0)" for i in self.numerator)
-        first, *rest = self.denominator
-        denominator = " + ".join([first, *(f"FILL({i}, 0)" for i in rest)])
+        denominator = " + ".join(f"FILL({i}, 0)" for i in self.denominator)
         return f"100 * ({numerator}) / ({denominator})"
 
     def value(self, statistics: Mapping[str, float | None]) -> float | None:
         """The alarm's value for one period from each metric id's statistic (None or absent: no data)."""
         if not self.is_rate:
             return statistics.get(self.metrics[0].id)
-        first = statistics.get(self.denominator[0])
-        if first is None:
+        if all(statistics.get(i) is None for i in self.denominator):
             return None
-        denominator = first + sum(statistics.get(i) or 0.0 for i in self.denominator[1:])
+        denominator = sum(statistics.get(i) or 0.0 for i in self.denominator)
         if denominator == 0:
             return None
         return 100.0 * sum(statistics.get(i) or 0.0 for i in self.numerator) / denominator

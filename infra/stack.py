@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from .api import InferenceApi
+from .api import ApiGatewayAccount, InferenceApi
 from .artifacts import ModelArtifacts
 from .capture import DataCaptureStream
 from .drift import DriftMonitor
@@ -49,7 +49,7 @@ class ModelService(Construct):
             capture_stream=capture.stream_name if capture else None,
             capture_sample_rate=environment.monitoring.sample_rate,
         )
-        artifact.grant_read(self.inference.role, self)
+        artifact.grant_read_versions(self.inference.role, self)
         if capture is not None:
             capture.grant_put(self.inference.role)
         acceptance = artifacts.acceptance_locations.get(model.name)
@@ -197,3 +197,11 @@ class ModelrailStack(Stack):
             ),
             description=f"{name}: read by modelrail status, rollback and history",
         )
+
+
+class ApiAccountStack(Stack):
+    """What API Gateway keeps once per account and region (its logging role), shared by every environment there."""
+
+    def __init__(self, scope: Construct, id_: str, **kwargs: object) -> None:
+        super().__init__(scope, id_, **kwargs)  # type: ignore[arg-type]
+        self.account_settings = ApiGatewayAccount(self, "ApiGateway")

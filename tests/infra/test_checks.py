@@ -71,7 +71,11 @@ def test_cdk_nag_fails_synthesis_on_a_finding(tmp_path: Path) -> None:
 
 def test_cfn_lint_passes_on_every_template(main: Synthesized) -> None:
     templates = sorted(main.outdir.glob("*.template.json"))
-    assert [t.name for t in templates] == ["modelrail-production.template.json", "modelrail-staging.template.json"]
+    assert [t.name for t in templates] == [
+        "modelrail-api-account.template.json",
+        "modelrail-production.template.json",
+        "modelrail-staging.template.json",
+    ]
     parsed = {t.name: json.loads(t.read_text()) for t in templates}
     findings = [f for f in cfn_lint(*templates) if not is_cdk_function_role_depends_on(f, parsed)]
     assert findings == [], json.dumps(findings, indent=1)

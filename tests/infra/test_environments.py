@@ -56,6 +56,7 @@ def test_the_environments_do_differ_where_their_specs_do(staging: dict[str, Any]
         "AWS::ApiGateway::Deployment",
         "AWS::ApiGateway::Method",
         "AWS::CloudWatch::Dashboard",  # shows the alarms
+        "Custom::ModelrailAcceptanceGate",  # the first deploy's gate names the version
     }
     assert resources(production, "AWS::CodeDeploy::DeploymentConfig")
     assert not resources(staging, "AWS::CodeDeploy::DeploymentConfig")

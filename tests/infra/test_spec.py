@@ -188,7 +188,9 @@ def test_every_rollout_alarm_is_a_version_scoped_rate_or_budget_with_missing_dat
             assert dims.get("ModelVersion", dims.get("ExecutedVersion")) == "7"
             if query.source is MetricSource.LAMBDA:
                 assert dims["Resource"] == "fn:live"
-    assert alarms["model-error-rate"].expression == "100 * (FILL(modelErrors, 0) + FILL(unavailable, 0)) / (requests)"
+    assert alarms["model-error-rate"].expression == (
+        "100 * (FILL(modelErrors, 0) + FILL(unavailable, 0)) / (FILL(requests, 0))"
+    )
     assert alarms["latency-p99"].expression is None
     assert alarms["latency-p99"].metrics[0].statistic == "p99"
 
