@@ -146,7 +146,7 @@ class InProcessLambda:
 
 def lambda_appspec(target_version: str, current_version: str = "1") -> str:
     """A Lambda deployment's AppSpec, as GetDeployment returns it (revision.appSpecContent.content); keys as in
-    CodeDeploy's "AppSpec 'resources' section for AWS Lambda deployments" (reference-appspec-file-structure-resources)."""
+    CodeDeploy's user guide, "AppSpec 'resources' section for AWS Lambda deployments"."""
     return json.dumps(
         {
             "version": 0.0,
