@@ -110,10 +110,15 @@ def aws_client(service: str, *, connect_timeout: float = 3.0, read_timeout: floa
     return boto3.client(service, config=config)
 
 
+# CodeDeploy's calls answer in well under a second; short timeouts keep a report, retried, inside the reserve.
+_CLIENT_SETTINGS: dict[str, dict[str, Any]] = {"codedeploy": {"connect_timeout": 2.0, "read_timeout": 3.0}}
+_REPORT_ATTEMPT_SECONDS = 5.0  # one HTTP attempt of the CodeDeploy client at most: connect + read
+
+
 def client(clients: MutableMapping[str, Any], service: str) -> Any:
     """The client handed in (tests) or one made once per invocation."""
     if clients.get(service) is None:
-        clients[service] = aws_client(service)
+        clients[service] = aws_client(service, **_CLIENT_SETTINGS.get(service, {}))
     return clients[service]
 
 
@@ -200,7 +205,9 @@ def report(
                 return True
             pause = random.uniform(0, min(4.0, 0.25 * 2**attempt))  # full jitter, as the SDKs back off
             left = deadline.remaining()
-            if not _retryable(exc) or attempt >= 12 or left - pause < 2 * MIN_CALL_SECONDS:
+            # botocore's standard mode has already retried; this loop is the last resort, while a further
+            # attempt still ends before Lambda stops the hook.
+            if not _retryable(exc) or attempt >= 12 or left - pause < _REPORT_ATTEMPT_SECONDS:
                 logger.exception(
                     "could not report to CodeDeploy: the deployment waits for its hook timeout",
                     extra={"deployment_id": deployment_id, "status": status, "attempt": attempt, "seconds_left": left},
@@ -289,24 +296,41 @@ class LambdaInvoker:
         self.arn = qualified_arn
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        answer, throttled = self._invoke(event)
+        for pause in (0.2, 0.4):
+            # A throttled Invoke never ran the function: worth another try (the client itself does not retry,
+            # as a retried timeout would run it twice).
+            if not throttled:
+                break
+            time.sleep(pause)
+            answer, throttled = self._invoke(event)
+        return answer
+
+    def _invoke(self, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The proxy response, and whether Lambda throttled the Invoke."""
         try:
             response = self.client.invoke(
                 FunctionName=self.arn, InvocationType="RequestResponse", Payload=json.dumps(event).encode()
             )
             payload = json.loads(response["Payload"].read() or b"{}")
         except OutOfTime as exc:
-            return _error_response(504, f"not invoked: {exc}")
+            return _error_response(504, f"not invoked: {exc}"), False
         except Exception as exc:
             names = {cls.__name__ for cls in type(exc).__mro__}
             if names & {"ReadTimeoutError", "ConnectTimeoutError", "TimeoutError"}:
                 # The function may still be running; what counts is that this request got no answer in time.
-                return _error_response(504, f"no answer from {self.arn} before the timeout ({type(exc).__name__})")
+                message = f"no answer from {self.arn} before the timeout ({type(exc).__name__})"
+                return _error_response(504, message), False
             code = error_code(exc)
             if code:
                 status = int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 502)
-                return _error_response(status, f"Invoke {self.arn} failed: {code}: {exc}")
-            return _error_response(502, f"Invoke {self.arn} failed: {type(exc).__name__}: {exc}")
+                # Lambda's throttling of Invoke (concurrency, request rate): TooManyRequestsException, HTTP 429.
+                throttled = code == "TooManyRequestsException"
+                return _error_response(status, f"Invoke {self.arn} failed: {code}: {exc}"), throttled
+            return _error_response(502, f"Invoke {self.arn} failed: {type(exc).__name__}: {exc}"), False
         if response.get("FunctionError"):
             message = payload.get("errorMessage", "unknown") if isinstance(payload, dict) else str(payload)
-            return _error_response(502, f"function error: {message}")
-        return payload if isinstance(payload, dict) else _error_response(502, f"not a proxy response: {payload!r}")
+            return _error_response(502, f"function error: {message}"), False
+        if not isinstance(payload, dict):
+            return _error_response(502, f"not a proxy response: {payload!r}"), False
+        return payload, False

@@ -302,6 +302,29 @@ def test_the_same_gate_with_time_enough_passes(lambda_api: LambdaApi, monkeypatc
     assert ("1", "/v2/models/toy") in lambda_api.invoked  # the replaced version's signature, over the real API
 
 
+class ThrottledOnce(InProcessLambda):
+    """Lambda throttles the first Invoke (TooManyRequestsException, HTTP 429: the function did not run)."""
+
+    throttles = 1
+
+    def invoke(self, **params: Any) -> dict[str, Any]:
+        if self.throttles:
+            self.throttles -= 1
+            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
+            raise ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": 429}}, "Invoke")
+        return super().invoke(**params)
+
+
+def test_a_throttled_invoke_is_tried_again(deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(IRIS, "iris", version="2")}
+    hook_environment(monkeypatch, "2", NO_ACCEPTANCE_SET)
+    codedeploy, stubber = codedeploy_expecting("Succeeded", target_version="2")
+    lambda_client = ThrottledOnce(versions, "1")
+    result = pretraffic.handler(HOOK_EVENT, Context(), clients={"lambda": lambda_client, "codedeploy": codedeploy})
+    assert result == {"status": "Succeeded"}
+    stubber.assert_no_pending_responses()
+
+
 # --- 3. a throttled report is retried and lands once ------------------------------------------------------------
 
 
