@@ -228,6 +228,26 @@ def test_nested_data_must_follow_the_shape(deploy: Any, tmp_path: Path, capsys: 
     )
 
 
+@pytest.mark.parametrize(
+    ("model", "instances", "expected"),
+    [
+        ("iris", [[5.1, 3.5, True, 0.2]], "input 'float_input' is FP32: 'instances' must hold numbers only, got true"),
+        ("iris", [[5.1, 3.5, 1e39, 0.2]], "input 'float_input': value 1e+39 is out of range for FP32"),
+        ("iris", [], "input 'float_input' has no rows"),
+        ("text", [["great", 1]], "input 'text' is BYTES: 'instances' must hold strings only, got 1 (a number)"),
+    ],
+)
+def test_kserve_v1_instances_follow_the_same_rules(
+    deploy: Any, tmp_path: Path, capsys: Any, model: str, instances: list[Any], expected: str
+) -> None:
+    """Before: true among v1 instances became 1.0 and ["great", 1] became "great", "1": both answered 200."""
+    path = IRIS if model == "iris" else builders.text_classifier(tmp_path / "m.onnx")
+    function = deploy(path, model)
+    capsys.readouterr()
+    answer = function.call("POST", f"/v1/models/{model}:predict", {"instances": instances})
+    assert_client_error(answer, capsys.readouterr().out, expected)
+
+
 # --- memory: the worker's peak (ru_maxrss, the issue's measure) for 1 MB requests of hostile shapes -----------
 
 _MEASURE = """
@@ -262,7 +282,7 @@ def _hostile_bodies(tmp_path: Path) -> dict[str, tuple[Path, dict[str, Any], dic
     wide = builders.identity(tmp_path / "wide.onnx", "FP32", ["batch", "width"])
     words = ["a"] * 299 + ["x" * (MB - 3_000)]
     deep: Any = 1.0
-    for _ in range(40):
+    for _ in range(500):
         deep = [deep]
     return {
         # one long string among short ones, to a TF-IDF text model (the issue's 108 MB -> 1.1 GB)
@@ -280,7 +300,7 @@ def _hostile_bodies(tmp_path: Path) -> dict[str, tuple[Path, dict[str, Any], dic
         "deeply nested lists": (
             IRIS,
             tensor("float_input", "FP32", [1, 4], [1.0] * 4),
-            tensor("float_input", "FP32", [3_000, 4], [deep] * 12_000),
+            tensor("float_input", "FP32", [1_000, 4], [deep] * 1_000),
         ),
         "many tiny numbers": (
             wide,
