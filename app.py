@@ -20,8 +20,10 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.audit import caller_identity, hotfix_log_line
 from infra.layer import build_layer
-from infra.spec import CDK_JSON, CONTEXT_KEY, HOTFIX_CONTEXT_KEY, SpecError, parse_hotfix, parse_spec
 from infra.stack import ApiAccountStack, ModelrailStack
+from spec.base import SpecError
+from spec.models import CDK_JSON, CONTEXT_KEY, parse_spec
+from spec.rollout import HOTFIX_CONTEXT_KEY, parse_hotfix
 
 ROOT = Path(__file__).resolve().parent
 STACK_PREFIX = "modelrail"

@@ -50,8 +50,8 @@ class Deployment:
     """The bundles uploaded to the embedded S3, and fresh per-process environments for their functions."""
 
     def __init__(self, aws: Any, bundles: dict[str, Any]) -> None:
-        from infra.spec import DeployedModel
         from modelrail.local.aws import ARTIFACT_BUCKET
+        from spec.models import DeployedModel
 
         self.aws_env = aws.environment()
         self.bundles = bundles
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if time.get_clock_info("perf_counter").implementation != "clock_gettime(CLOCK_MONOTONIC)":
         print("note: perf_counter is not system-wide here; cold-start phases are approximate", file=sys.stderr)
-    from infra.bundle import ModelBundle
     from modelrail.local.aws import EmbeddedAWS
+    from spec.bundle import ModelBundle
 
     shutil.rmtree(WORK / "cache", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)

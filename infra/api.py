@@ -21,9 +21,9 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from functions.inference.protocol import BINARY_MEDIA_TYPES
+from spec.environment import ApiSettings
 
 from .nag import acknowledge, managed_policy
-from .spec import ApiSettings
 
 # Answered by API Gateway itself, open, never reaching the function: what the local gateway answers too.
 LIVENESS_ROUTE = "/v2/health/live"

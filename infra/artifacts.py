@@ -20,9 +20,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from .bundle import artifact_prefix
+from spec.bundle import artifact_prefix
+from spec.models import DeployedModel
+
 from .nag import acknowledge
-from .spec import DeployedModel
 
 _S3_URI_PREFIX = "s3://"
 

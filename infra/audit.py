@@ -8,7 +8,7 @@ from __future__ import annotations
 import getpass
 from typing import Any
 
-from .spec import Hotfix
+from spec.rollout import Hotfix
 
 
 def caller_identity(sts: Any | None = None, *, deploying_account: str | None = None) -> str:

@@ -21,11 +21,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from spec.alarms import METRICS_NAMESPACE
+from spec.environment import MonitoringSettings
+
 from .artifacts import ArtifactLocation
 from .capture import CAPTURE_PREFIX, DataCaptureStream
 from .inference import support_function
 from .nag import acknowledge, logical_id
-from .spec import METRICS_NAMESPACE, MonitoringSettings
 
 HANDLER = "monitor.handler.handler"
 

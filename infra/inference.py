@@ -14,10 +14,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from spec.environment import FunctionSettings
+from spec.models import DeployedModel
+from spec.rollout import ALIAS_NAME
+
 from .artifacts import ArtifactLocation
 from .layer import ARCHITECTURES
 from .nag import acknowledge, acknowledge_python_runtime
-from .spec import ALIAS_NAME, DeployedModel, FunctionSettings
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 HANDLER = "inference.handler.lambda_handler"

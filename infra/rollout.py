@@ -18,9 +18,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from spec.alarms import AlarmDefinition
+from spec.models import DeployedModel
+from spec.rollout import ALIAS_NAME, HOTFIX_CONFIG_SUFFIX, Hotfix, RolloutPolicy
+
 from .inference import support_function
 from .nag import acknowledge, logical_id, managed_policy
-from .spec import ALIAS_NAME, HOTFIX_CONFIG_SUFFIX, AlarmDefinition, DeployedModel, Hotfix, RolloutPolicy
 
 PRE_TRAFFIC_HANDLER = "acceptance.pretraffic.handler"
 POST_TRAFFIC_HANDLER = "acceptance.posttraffic.handler"

@@ -8,16 +8,19 @@ from collections.abc import Sequence
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from spec.environment import EnvironmentSpec
+from spec.models import DeployedModel
+from spec.rollout import ALIAS_NAME, Hotfix
+
 from .api import ApiGatewayAccount, InferenceApi
 from .artifacts import ModelArtifacts
 from .capture import DataCaptureStream
+from .dashboard import ModelDashboard
 from .drift import DriftMonitor
 from .inference import InferenceFunction
 from .layer import LayerArtifact, RuntimeLayer
-from .monitoring import ModelDashboard
 from .nag import suppress_reviewed_findings
 from .rollout import Rollout
-from .spec import ALIAS_NAME, DeployedModel, EnvironmentSpec, Hotfix
 
 
 class ModelService(Construct):

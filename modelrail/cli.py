@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from infra.bundle import BundleError, ModelBundle
+from spec.bundle import BundleError, ModelBundle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BUNDLE = ROOT / "models" / "iris"
@@ -119,12 +119,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .monitor import MonitorError, write_baseline
+    from .baseline import BaselineError, write_baseline
 
     bundle = ModelBundle.load(args.bundle)
     try:
         path, baseline = write_baseline(bundle, Path(args.data))
-    except MonitorError as exc:
+    except BaselineError as exc:
         print(f"modelrail: {exc}", file=sys.stderr)
         return 2
     print(
@@ -135,7 +135,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from .monitor import MonitorError, drift, plot, print_report
+    from .baseline import BaselineError, drift, plot, print_report
 
     bundle = ModelBundle.load(args.baseline)
     try:
@@ -145,7 +145,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         if args.png:
             shown = plot(report, Path(args.png), title)
             print(f"wrote {args.png} ({shown} distributions against the baseline)")
-    except MonitorError as exc:
+    except BaselineError as exc:
         print(f"modelrail: {exc}", file=sys.stderr)
         return 2
     significant = [e.name for e in report.entries if e.verdict == "significant"]

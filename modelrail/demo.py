@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from infra.bundle import ModelBundle
+from spec.bundle import ModelBundle
 
 from .local.environment import LocalEnvironment
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from functions.acceptance.gate import Unanswered, Verdict, evaluate, served_signature
-from infra.bundle import ModelBundle
+from spec.bundle import ModelBundle
 
 from .local.environment import LocalCloud
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bundle import ModelBundle
-from infra.spec import DeployedModel
+from spec.bundle import ModelBundle
+from spec.models import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
 from .gateway import LocalGateway, Observer

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.spec import HOTFIX_CONFIG_SUFFIX
+from spec.rollout import HOTFIX_CONFIG_SUFFIX
 
 from .aws import Aws, explained
 from .resources import ModelResources

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from infra.spec import MetricQuery, MetricSource
+from spec.alarms import MetricQuery, MetricSource
 
 from .aws import Aws, explained
 from .deployments import IN_FLIGHT, Deployment, read_deployments

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.spec import AlarmDefinition, AlarmState
+from spec.alarms import AlarmDefinition, AlarmState
 
 from .metrics import MetricStore, statistic
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from functions.monitor.capture import Columns
 from functions.monitor.stats import prediction_divergence
-from infra.spec import METRICS_NAMESPACE
+from spec.alarms import METRICS_NAMESPACE
 
 from .metrics import Datapoint, MetricStore
 

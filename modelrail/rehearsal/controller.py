@@ -18,8 +18,8 @@ from typing import Any, Literal
 from functions.acceptance import posttraffic
 from functions.acceptance.criteria import AcceptanceCriteria
 from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
-from infra.spec import RolloutPolicy
 from modelrail.local.worker import LambdaWorker
+from spec.rollout import RolloutPolicy
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias

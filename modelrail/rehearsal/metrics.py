@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from infra.spec import ALIAS_NAME
+from spec.rollout import ALIAS_NAME
 
 
 @dataclass(frozen=True)

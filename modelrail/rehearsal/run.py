@@ -12,9 +12,10 @@ from typing import Any
 
 from rich.console import Console
 
-from infra.bundle import BundleError
-from infra.spec import SpecError, load_spec
 from modelrail.local.environment import LocalCloud
+from spec.base import SpecError
+from spec.bundle import BundleError
+from spec.models import load_spec
 
 from .scenarios import DEFAULT_TIME_SCALE, Scenario, default_scenarios, run_scenario
 from .traffic import load_traffic_file

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.bundle import ModelBundle
-from infra.spec import EnvironmentSpec
 from modelrail.local.environment import LocalCloud
 from modelrail.local.gateway import LocalGateway
+from spec.bundle import ModelBundle
+from spec.environment import EnvironmentSpec
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias

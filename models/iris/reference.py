@@ -21,8 +21,8 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent.parent))
 SEED = 7  # train.py's split: the reference is exactly what the model was trained on
 
-from infra.bundle import ModelBundle  # noqa: E402
-from modelrail.monitor import write_baseline  # noqa: E402
+from modelrail.baseline import write_baseline  # noqa: E402
+from spec.bundle import ModelBundle  # noqa: E402
 
 
 def main() -> None:

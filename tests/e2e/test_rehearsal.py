@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundle import ModelBundle
-from infra.spec import AlarmThresholds, RolloutPolicy
 from modelrail.local.environment import LocalCloud
 from modelrail.rehearsal.alarms import AlarmEvaluator
 from modelrail.rehearsal.alias import WeightedAlias
 from modelrail.rehearsal.clock import RehearsalClock
 from modelrail.rehearsal.controller import DeploymentController, RolloutResult
 from modelrail.rehearsal.metrics import Datapoint, MetricStore
+from spec.alarms import AlarmThresholds
+from spec.bundle import ModelBundle
+from spec.rollout import RolloutPolicy
 from tests import builders
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import pytest
 import requests
 import tritonclient.http as triton
 
-from infra.bundle import ModelBundle
 from modelrail.local.environment import LocalEnvironment
+from spec.bundle import ModelBundle
 from tests import builders
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.spec import parse_spec
+from spec.models import parse_spec
 from tests.infra.aws_semantics import allows, evaluate_expression, resolve
 from tests.infra.conftest import CDK_CONTEXT, Synthesized
 from tests.infra.template_queries import (

@@ -12,8 +12,9 @@ from botocore.exceptions import NoCredentialsError
 from moto import mock_aws
 
 from infra.audit import caller_identity, hotfix_log_line
-from infra.spec import HOTFIX_CONTEXT_KEY, SpecError, parse_hotfix
 from modelrail.operate.resources import OPERATIONS_OUTPUT_PREFIX
+from spec.base import SpecError
+from spec.rollout import HOTFIX_CONTEXT_KEY, parse_hotfix
 from tests.infra.conftest import CDK_CONTEXT, Synthesized, context_with
 from tests.infra.template_queries import inference_function, live_alias, only, resources
 

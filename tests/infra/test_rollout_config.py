@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.rollout import deployment_config
-from infra.spec import RolloutPolicy
+from spec.rollout import RolloutPolicy
 
 
 def config_of(policy: RolloutPolicy) -> tuple[dict[str, Any], str]:

@@ -9,15 +9,11 @@ from typing import Any
 
 import pytest
 
-from infra.bundle import ModelBundle
-from infra.spec import (
-    AlarmDefinition,
-    MetricSource,
-    RolloutPolicy,
-    SpecError,
-    load_spec,
-    parse_spec,
-)
+from spec.alarms import AlarmDefinition, MetricSource
+from spec.base import SpecError
+from spec.bundle import ModelBundle
+from spec.models import load_spec, parse_spec
+from spec.rollout import RolloutPolicy
 from tests.infra.conftest import CDK_CONTEXT, ROOT
 
 SPEC: dict[str, Any] = CDK_CONTEXT["modelrail"]

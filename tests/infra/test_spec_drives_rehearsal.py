@@ -14,11 +14,11 @@ from typing import Any
 
 from rich.console import Console
 
-from infra.spec import parse_spec
 from modelrail.local.environment import LocalCloud
 from modelrail.rehearsal.scenarios import ROOT as PROJECT
 from modelrail.rehearsal.scenarios import Scenario, run_scenario
 from modelrail.rehearsal.view import RehearsalView
+from spec.models import parse_spec
 from tests.infra.conftest import CDK_CONTEXT, Synthesized
 from tests.infra.template_queries import resources
 

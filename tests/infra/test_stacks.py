@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.bundle import ModelBundle
-from infra.spec import load_spec
+from spec.bundle import ModelBundle
+from spec.models import load_spec
 from tests.infra.conftest import ROOT, Synthesized
 from tests.infra.template_queries import (
     actions,

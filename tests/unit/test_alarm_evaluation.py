@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.spec import AlarmDefinition, AlarmThresholds, MetricQuery, MetricSource
 from modelrail.rehearsal.alarms import AlarmEvaluator
 from modelrail.rehearsal.metrics import Datapoint, MetricStore, emf_datapoints, statistic
+from spec.alarms import AlarmDefinition, AlarmThresholds, MetricQuery, MetricSource
 
 MODEL, FUNCTION, VERSION = "iris", "modelrail-production-iris", "7"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundle import BundleError, ModelBundle
+from spec.bundle import BundleError, ModelBundle
 
 IRIS = Path(__file__).resolve().parents[2] / "models" / "iris"
 

@@ -23,13 +23,13 @@ from functions.inference.model import ModelLoadError, OnnxModel, TensorSpec
 from functions.inference.protocol import decode_v2, dumps, encode_output, parse_body
 from functions.monitor.capture import Columns, parse_records
 from functions.monitor.stats import DriftReport, compute_baseline, drift_report
-from infra.bundle import BASELINE_FILE, ModelBundle
+from spec.bundle import BASELINE_FILE, ModelBundle
 
 CHUNK_ROWS = 4096
 CAPTURE_SUFFIXES = (".gz", ".jsonl", ".json", ".ndjson")
 
 
-class MonitorError(ValueError):
+class BaselineError(ValueError):
     """Input the baseline or drift command cannot use; the message names the file and what was expected."""
 
 
@@ -40,7 +40,7 @@ def load_model(bundle: ModelBundle) -> OnnxModel:
     try:
         return OnnxModel(bundle.name, "reference", bundle.model_path, max_batch_rows=10**9).load()
     except ModelLoadError as exc:
-        raise MonitorError(f"{bundle.model_path}: {exc}") from exc
+        raise BaselineError(f"{bundle.model_path}: {exc}") from exc
 
 
 def input_features(spec: TensorSpec, width: int | None = None) -> list[str]:
@@ -50,14 +50,14 @@ def input_features(spec: TensorSpec, width: int | None = None) -> list[str]:
         return [spec.name]
     k = math.prod(d for d in dims if d is not None) if None not in dims else width
     if k is None:
-        raise MonitorError(f"input {spec.describe()} has a dynamic feature dimension: the data must give its width")
+        raise BaselineError(f"input {spec.describe()} has a dynamic feature dimension: the data must give its width")
     return [f"{spec.name}[{j}]" for j in range(k)]
 
 
 def reference_columns(bundle: ModelBundle, data: Path) -> Columns:
     """The reference data's feature and prediction columns: a table (CSV, Parquet) or OIP requests (JSONL)."""
     if not data.is_file():
-        raise MonitorError(f"{data}: no such file (expected CSV, Parquet or JSONL of inference requests)")
+        raise BaselineError(f"{data}: no such file (expected CSV, Parquet or JSONL of inference requests)")
     model = load_model(bundle)
     columns = Columns()
     suffix = data.suffix.lower()
@@ -70,11 +70,11 @@ def reference_columns(bundle: ModelBundle, data: Path) -> Columns:
     elif suffix in (".parquet", ".pq"):
         header, table = _read_parquet(data)
     else:
-        raise MonitorError(f"{data}: unknown data format {suffix!r}; expected .csv, .parquet or .jsonl")
+        raise BaselineError(f"{data}: unknown data format {suffix!r}; expected .csv, .parquet or .jsonl")
     feeds = _table_feeds(model, data, header, table)
     rows = len(table[0]) if table else 0
     if rows == 0:
-        raise MonitorError(f"{data}: no data rows")
+        raise BaselineError(f"{data}: no data rows")
     for begin in range(0, rows, CHUNK_ROWS):
         _run(model, {name: array[begin : begin + CHUNK_ROWS] for name, array in feeds.items()}, columns)
     return columns
@@ -83,7 +83,9 @@ def reference_columns(bundle: ModelBundle, data: Path) -> Columns:
 def write_baseline(bundle: ModelBundle, data: Path) -> tuple[Path, dict[str, Any]]:
     """Compute the baseline from ``data`` and write it into the bundle folder as baseline.json."""
     if not bundle.root.is_dir():
-        raise MonitorError(f"{bundle.root}: a bare .onnx bundle has no folder for {BASELINE_FILE}; use a bundle folder")
+        raise BaselineError(
+            f"{bundle.root}: a bare .onnx bundle has no folder for {BASELINE_FILE}; use a bundle folder"
+        )
     columns = reference_columns(bundle, data)
     baseline = compute_baseline(columns.features, columns.predictions)
     path = bundle.root / BASELINE_FILE
@@ -95,7 +97,7 @@ def _run(model: OnnxModel, feeds: dict[str, np.ndarray], columns: Columns) -> No
     try:
         results = model.predict(feeds, model.output_names(None))
     except Exception as exc:
-        raise MonitorError(f"the model cannot run on the reference data: {exc}") from exc
+        raise BaselineError(f"the model cannot run on the reference data: {exc}") from exc
     # Through JSON exactly as the capture writes it: FP32 5.4 is captured as 5.4, not 5.400000095367432, and a
     # quantile edge at a tied value must compare the same way on both sides.
     document = orjson.loads(
@@ -119,7 +121,7 @@ def _request_feeds(model: OnnxModel, path: Path) -> Iterator[dict[str, np.ndarra
         try:
             request = decode_v2(parse_body(line), model)
         except BadRequest as exc:
-            raise MonitorError(f"{path}:{number}: {exc}") from exc
+            raise BaselineError(f"{path}:{number}: {exc}") from exc
         yield request.feeds
 
 
@@ -143,7 +145,7 @@ def _read_csv(path: Path) -> tuple[list[str] | None, list[list[Any]]]:
     width = len(header) if header else len(rows[0])
     for number, row in enumerate(rows, 2 if header else 1):
         if len(row) != width:
-            raise MonitorError(f"{path}:{number}: {len(row)} columns, expected {width}")
+            raise BaselineError(f"{path}:{number}: {len(row)} columns, expected {width}")
     return header, [[_cell(row[j]) for row in rows] for j in range(width)]
 
 
@@ -163,7 +165,7 @@ def _table_feeds(
     by_name: dict[str, list[Any]] = dict(zip(header, table, strict=True)) if header else {}
     try:
         names = {spec.name: input_features(spec) for spec in specs}
-    except MonitorError:
+    except BaselineError:
         names = {}
     if names and header and all(f in by_name for fs in names.values() for f in fs):
         return {spec.name: _input_array(spec, [by_name[f] for f in names[spec.name]]) for spec in specs}
@@ -174,7 +176,7 @@ def _table_feeds(
             return {spec.name: _input_array(spec, table)}
     wanted = [f for spec in specs for f in input_features(spec, len(table) if len(specs) == 1 else None)]
     got = f"columns {header}" if header else f"{len(table)} unnamed columns"
-    raise MonitorError(
+    raise BaselineError(
         f"{path}: {got} do not match model '{model.name}': name the columns after its features {wanted}"
         + (f", or give {len(wanted)} columns in order" if len(specs) == 1 else "")
     )
@@ -189,7 +191,7 @@ def _input_array(spec: TensorSpec, columns: list[list[Any]]) -> np.ndarray:
         try:
             array = np.array(values, dtype=np.float64).T.astype(OIP_TO_NUMPY[datatype])
         except (TypeError, ValueError) as exc:
-            raise MonitorError(f"input '{spec.name}' is {datatype}: the data holds a non-number ({exc})") from exc
+            raise BaselineError(f"input '{spec.name}' is {datatype}: the data holds a non-number ({exc})") from exc
     rank = len(spec.shape)
     if rank == 1:
         return array[:, 0]
@@ -206,15 +208,15 @@ def _text(value: Any) -> str:
 def read_baseline(bundle: ModelBundle) -> dict[str, Any]:
     path = bundle.baseline_path
     if path is None:
-        raise MonitorError(
+        raise BaselineError(
             f"{bundle.root}: no {BASELINE_FILE}; compute it: python -m modelrail baseline {bundle.root} --data FILE"
         )
     try:
         baseline = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise MonitorError(f"{path}: not valid JSON ({exc})") from exc
+        raise BaselineError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(baseline, dict) or not isinstance(baseline.get("features"), dict):
-        raise MonitorError(f"{path}: not a baseline (expected an object with 'features' and 'predictions')")
+        raise BaselineError(f"{path}: not a baseline (expected an object with 'features' and 'predictions')")
     return baseline
 
 
@@ -223,7 +225,7 @@ def capture_files(path: Path) -> list[Path]:
         return [path]
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in CAPTURE_SUFFIXES)
-    raise MonitorError(f"{path}: no such file or folder of capture records")
+    raise BaselineError(f"{path}: no such file or folder of capture records")
 
 
 def capture_columns(path: Path, model: str, version: str | None = None) -> Columns:
@@ -242,7 +244,7 @@ def capture_columns(path: Path, model: str, version: str | None = None) -> Colum
             columns.add_record(record)
     if columns.records == 0:
         found = f" (records of {', '.join(sorted(others))} only)" if others else ""
-        raise MonitorError(
+        raise BaselineError(
             f"{path}: no capture records of model '{model}'{' version ' + version if version else ''} in "
             f"{len(files)} file(s){found}"
         )
@@ -300,7 +302,7 @@ def plot(report: DriftReport, png: Path, title: str, worst: int = 4) -> int:
 
     entries = report.worst("feature", worst) + report.worst("prediction", 1)
     if not entries:
-        raise MonitorError("nothing to plot: no feature or prediction of the baseline was captured")
+        raise BaselineError("nothing to plot: no feature or prediction of the baseline was captured")
     fig, axes = plt.subplots(len(entries), 1, figsize=(9, 2.6 * len(entries)), squeeze=False)
     for ax, entry in zip(axes[:, 0], entries, strict=True):
         c = entry.comparison

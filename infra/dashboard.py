@@ -9,7 +9,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from .spec import METRICS_NAMESPACE
+from spec.alarms import METRICS_NAMESPACE
 
 _PERIOD = Duration.minutes(1)
 

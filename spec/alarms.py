@@ -1,0 +1,240 @@
+"""The rollout alarms as data: which metric each watches, how CloudWatch turns it into a state, with what thresholds.
+
+``cdk synth`` turns each AlarmDefinition into an AWS::CloudWatch::Alarm; the rehearsal evaluates the same object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .base import SpecModel
+from .rollout import ALIAS_NAME
+
+METRICS_NAMESPACE = "modelrail"
+
+
+class MetricSource(StrEnum):
+    """Where a metric comes from; both are scoped to the version being deployed, never the whole function."""
+
+    MODEL = "model"
+    """The runtime's EMF metrics: namespace ``modelrail``, dimensions ModelName and ModelVersion=<new version>."""
+    LAMBDA = "lambda"
+    """Lambda's own: namespace ``AWS/Lambda``, FunctionName, Resource=<function>:live, ExecutedVersion=<new>."""
+
+
+class MetricQuery(SpecModel):
+    id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$", description="metric math id")
+    source: MetricSource
+    metric_name: str
+    statistic: str = Field(pattern=r"^(Sum|Average|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
+
+    @property
+    def namespace(self) -> str:
+        return METRICS_NAMESPACE if self.source is MetricSource.MODEL else "AWS/Lambda"
+
+    def dimensions(self, *, model_name: str, function_name: str, version: str) -> dict[str, str]:
+        """The dimensions that pin this metric to one version (``version``: the Lambda version number)."""
+        if self.source is MetricSource.MODEL:
+            return {"ModelName": model_name, "ModelVersion": version}
+        return {"FunctionName": function_name, "Resource": f"{function_name}:{ALIAS_NAME}", "ExecutedVersion": version}
+
+
+ComparisonOperator = Literal[
+    "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
+]
+TreatMissingData = Literal["notBreaching", "breaching", "ignore", "missing"]
+AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
+
+
+class AlarmDefinition(SpecModel):
+    """One CloudWatch alarm as data: what ``cdk synth`` creates and what the rehearsal evaluates.
+
+    The value per period is ``100 * sum(numerator) / sum(denominator)`` (a percentage; terms with no data count
+    as 0, a denominator with no data in any of its terms leaves the period missing) or, without a denominator, the
+    single metric's statistic. ``expression`` is the same rule as CloudWatch metric math.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    description: str
+    metrics: tuple[MetricQuery, ...] = Field(min_length=1)
+    numerator: tuple[str, ...] = ()
+    denominator: tuple[str, ...] = ()
+    period_seconds: int
+    threshold: float
+    comparison_operator: ComparisonOperator = "GreaterThanThreshold"
+    evaluation_periods: int = Field(ge=1)
+    datapoints_to_alarm: int = Field(ge=1)
+    treat_missing_data: TreatMissingData = "notBreaching"
+    stops_rollout: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlarmDefinition:
+        ids = {m.id for m in self.metrics}
+        if bool(self.numerator) != bool(self.denominator):
+            raise ValueError("numerator and denominator go together (a rate) or not at all")
+        if not self.denominator and len(self.metrics) != 1:
+            raise ValueError("an alarm without a rate watches exactly one metric")
+        unknown = [i for i in (*self.numerator, *self.denominator) if i not in ids]
+        if unknown:
+            raise ValueError(f"numerator/denominator name unknown metric ids {unknown}; known: {sorted(ids)}")
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError("datapoints_to_alarm cannot exceed evaluation_periods")
+        return self
+
+    @property
+    def is_rate(self) -> bool:
+        return bool(self.denominator)
+
+    @property
+    def expression(self) -> str | None:
+        """CloudWatch metric math for a rate, None for a single metric."""
+        if not self.is_rate:
+            return None
+        # Every term is FILLed: a period where Lambda throttled every call has Throttles but no Invocations, and an
+        # unfilled term would leave it missing (never breaching) exactly when the canary is throttled the most.
+        numerator = " + ".join(f"FILL({i}, 0)" for i in self.numerator)
+        denominator = " + ".join(f"FILL({i}, 0)" for i in self.denominator)
+        return f"100 * ({numerator}) / ({denominator})"
+
+    def value(self, statistics: Mapping[str, float | None]) -> float | None:
+        """The alarm's value for one period from each metric id's statistic (None or absent: no data)."""
+        if not self.is_rate:
+            return statistics.get(self.metrics[0].id)
+        if all(statistics.get(i) is None for i in self.denominator):
+            return None
+        denominator = sum(statistics.get(i) or 0.0 for i in self.denominator)
+        if denominator == 0:
+            return None
+        return 100.0 * sum(statistics.get(i) or 0.0 for i in self.numerator) / denominator
+
+    def breaches(self, value: float) -> bool:
+        return {
+            "GreaterThanThreshold": value > self.threshold,
+            "GreaterThanOrEqualToThreshold": value >= self.threshold,
+            "LessThanThreshold": value < self.threshold,
+            "LessThanOrEqualToThreshold": value <= self.threshold,
+        }[self.comparison_operator]
+
+    def state(self, values: Sequence[float | None], current: AlarmState = "INSUFFICIENT_DATA") -> AlarmState:
+        """CloudWatch's M-out-of-N rule over the latest ``evaluation_periods`` values (oldest first; None: no data).
+
+        Missing datapoints count as good (notBreaching) or bad (breaching); with ``missing`` and ``ignore`` they
+        are left out, and a window with no data at all is INSUFFICIENT_DATA (missing) or keeps ``current``
+        (ignore). CloudWatch may also look back past the window for more datapoints; this rule does not.
+        """
+        window = list(values)[-self.evaluation_periods :]
+        present = [v for v in window if v is not None]
+        if not present:
+            if self.treat_missing_data == "notBreaching":
+                return "OK"
+            if self.treat_missing_data == "breaching":
+                return "ALARM" if window else "INSUFFICIENT_DATA"
+            return current if self.treat_missing_data == "ignore" else "INSUFFICIENT_DATA"
+        breaching = sum(1 for v in present if self.breaches(v))
+        if self.treat_missing_data == "breaching":
+            breaching += len(window) - len(present)
+        return "ALARM" if breaching >= self.datapoints_to_alarm else "OK"
+
+
+class AlarmThresholds(SpecModel):
+    """What may go wrong on the new version before CodeDeploy rolls it back. Rates are percentages."""
+
+    model_error_rate_percent: float = Field(default=1.0, ge=0, le=100, description="(ModelErrors+Unavailable)/Requests")
+    non_finite_rate_percent: float = Field(default=0.0, ge=0, le=100, description="NonFiniteOutputs/Requests")
+    function_error_rate_percent: float = Field(default=1.0, ge=0, le=100, description="Lambda Errors/Invocations")
+    throttle_rate_percent: float = Field(default=1.0, ge=0, le=100, description="Throttles/(Invocations+Throttles)")
+    p99_latency_ms: float = Field(default=1000.0, gt=0, description="budget for RequestLatency p99 (milliseconds)")
+    prediction_divergence: float = Field(
+        default=0.25,
+        gt=0,
+        description="canary analysis: PSI of the new version's predictions against the old one's, same traffic",
+    )
+    period_seconds: Literal[10, 30, 60, 120, 300] = 60
+    evaluation_periods: int = Field(default=3, ge=1, le=60)
+    datapoints_to_alarm: int = Field(default=2, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _m_of_n(self) -> AlarmThresholds:
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError(
+                f"datapoints_to_alarm ({self.datapoints_to_alarm}) must be <= evaluation_periods "
+                f"({self.evaluation_periods})"
+            )
+        return self
+
+    def definitions(self) -> tuple[AlarmDefinition, ...]:
+        """Every alarm that watches a new version during its rollout (each one stops and rolls it back)."""
+        common: dict[str, Any] = {
+            "period_seconds": self.period_seconds,
+            "evaluation_periods": self.evaluation_periods,
+            "datapoints_to_alarm": self.datapoints_to_alarm,
+            "treat_missing_data": "notBreaching",  # an idle canary is neither rolled back nor blocked
+        }
+        model, function = MetricSource.MODEL, MetricSource.LAMBDA
+
+        def q(id_: str, source: MetricSource, name: str, statistic: str = "Sum") -> MetricQuery:
+            return MetricQuery(id=id_, source=source, metric_name=name, statistic=statistic)
+
+        return (
+            AlarmDefinition(
+                name="model-error-rate",
+                description="Share of the new version's inference requests that failed in the model or found none.",
+                metrics=(
+                    q("requests", model, "Requests"),
+                    q("modelErrors", model, "ModelErrors"),
+                    q("unavailable", model, "Unavailable"),
+                ),
+                numerator=("modelErrors", "unavailable"),
+                denominator=("requests",),
+                threshold=self.model_error_rate_percent,
+                **common,
+            ),
+            AlarmDefinition(
+                name="non-finite-rate",
+                description="Share of the new version's inference requests whose outputs held NaN or Inf.",
+                metrics=(q("requests", model, "Requests"), q("nonFinite", model, "NonFiniteOutputs")),
+                numerator=("nonFinite",),
+                denominator=("requests",),
+                threshold=self.non_finite_rate_percent,
+                **common,
+            ),
+            AlarmDefinition(
+                name="function-error-rate",
+                description="Share of the new version's Lambda invocations that crashed or timed out.",
+                metrics=(q("invocations", function, "Invocations"), q("errors", function, "Errors")),
+                numerator=("errors",),
+                denominator=("invocations",),
+                threshold=self.function_error_rate_percent,
+                **common,
+            ),
+            AlarmDefinition(
+                name="throttle-rate",
+                description="Share of the new version's invocations that Lambda throttled.",
+                metrics=(q("invocations", function, "Invocations"), q("throttles", function, "Throttles")),
+                numerator=("throttles",),
+                denominator=("invocations", "throttles"),
+                threshold=self.throttle_rate_percent,
+                **common,
+            ),
+            AlarmDefinition(
+                name="latency-p99",
+                description="p99 of the new version's request latency against the budget (milliseconds).",
+                metrics=(q("latency", model, "RequestLatency", "p99"),),
+                threshold=self.p99_latency_ms,
+                **common,
+            ),
+            AlarmDefinition(
+                name="prediction-divergence",
+                description=(
+                    "Canary analysis: how far the new version's predictions are from the old version's on the same "
+                    "traffic window (population stability index), published by the monitor from captured data."
+                ),
+                metrics=(q("divergence", model, "PredictionDivergence", "Maximum"),),
+                threshold=self.prediction_divergence,
+                **common,
+            ),
+        )
