@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 HANDLER = "functions.inference.handler.lambda_handler"
@@ -107,7 +107,12 @@ def _run(conn: Connection, environment: dict[str, str], handler_path: str, funct
 
 
 class LambdaWorker:
-    """Start with :meth:`start`; :meth:`invoke` is safe from many threads (one invocation at a time)."""
+    """Start with :meth:`start`; :meth:`invoke` is safe from many threads (one invocation at a time).
+
+    The worker is supervised as Lambda supervises execution environments: when its process dies (killed, out
+    of memory, a crash in native code), the invocation it was running is a function error, and a new process
+    with the same environment (a new cold start) takes the next invocations.
+    """
 
     def __init__(self, function_name: str, environment: dict[str, str], handler: str = HANDLER) -> None:
         self.function_name = function_name
@@ -115,43 +120,112 @@ class LambdaWorker:
         self.version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         self.handler = handler
         self.init_logs: list[str] = []
+        self.replacements = 0  # execution environments started after the first one died
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._process: Any = None
+        self._init_timeout_s = 120.0
+        self._stopped = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The current execution environment's process id (None while there is none)."""
+        process = self._process
+        return process.pid if process is not None else None
 
     def start(self, timeout_s: float = 120.0) -> LambdaWorker:
+        self._init_timeout_s = timeout_s
+        with self._lock:
+            self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name=f"watch:{self.function_name}:{self.version}")
+        self._watcher.daemon = True
+        self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
+        """A new execution environment, initialised (the caller holds the lock); WorkerError on an init failure."""
         parent, child = _spawn.Pipe()
-        self._process = _spawn.Process(
+        process = _spawn.Process(
             target=_run,
             args=(child, self.environment, self.handler, self.function_name),
             daemon=True,
             name=f"lambda:{self.function_name}:{self.version}",
         )
-        self._process.start()
+        process.start()
         child.close()
-        self._conn = parent
-        if not parent.poll(timeout_s):
-            self.stop()
-            raise WorkerError(f"{self.function_name}:{self.version} did not initialise within {timeout_s:.0f}s")
-        status, detail, logs = parent.recv()
-        self.init_logs = logs
-        if status != "ready":
-            self.stop()
-            raise WorkerError(f"{self.function_name}:{self.version} failed to initialise: {detail}")
-        return self
+        name = f"{self.function_name}:{self.version}"
+        try:
+            if not parent.poll(self._init_timeout_s):
+                raise WorkerError(f"{name} did not initialise within {self._init_timeout_s:.0f}s")
+            try:
+                status, detail, logs = parent.recv()
+            except (EOFError, OSError) as exc:
+                raise WorkerError(f"{name} died while initialising (exit code {process.exitcode})") from exc
+            self.init_logs = logs
+            if status != "ready":
+                raise WorkerError(f"{name} failed to initialise: {detail}")
+        except WorkerError:
+            parent.close()
+            _end(process)
+            raise
+        self._conn, self._process = parent, process
+
+    def _replace(self) -> None:
+        """Discard the dead environment and start a new one (the caller holds the lock)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            _end(self._process)
+            self._process = None
+        if self._stopped.is_set():
+            return
+        self.replacements += 1
+        self._spawn()
+
+    def _watch(self) -> None:
+        """Replace a process that dies between invocations before the next one arrives."""
+        while not self._stopped.is_set():
+            process = self._process
+            if process is None:  # a replacement failed to initialise: the next invocation tries again
+                self._stopped.wait(0.5)
+                continue
+            if not wait([process.sentinel], timeout=0.5):
+                continue
+            with self._lock:
+                if self._process is process and not self._stopped.is_set():
+                    with contextlib.suppress(WorkerError):  # the next invocation tries again, and reports it
+                        self._replace()
 
     def invoke(self, event: dict[str, Any]) -> Invocation:
+        name = f"{self.function_name}:{self.version}"
         with self._lock:
-            if self._conn is None:
-                raise WorkerError(f"{self.function_name}:{self.version} is not running")
+            if self._stopped.is_set():
+                raise WorkerError(f"{name} is not running")
+            if self._process is None or not self._process.is_alive():
+                try:
+                    self._replace()  # a cold start for this invocation, as Lambda would start a new environment
+                except WorkerError as exc:
+                    return _function_error("Runtime.InitError", str(exc), 0.0)
+            assert self._conn is not None
+            assert self._process is not None
+            started = time.perf_counter()
             try:
                 self._conn.send(event)
                 _, (response, duration), logs = self._conn.recv()
-            except (EOFError, OSError) as exc:
-                raise WorkerError(f"{self.function_name}:{self.version} died: {exc}") from exc
+            except (EOFError, OSError):
+                # The process died during the invocation: Lambda reports Runtime.ExitError as a function error.
+                # The watcher (or the next invocation) starts its replacement; this answer need not wait for it.
+                elapsed = (time.perf_counter() - started) * 1000
+                self._process.join(timeout=1)
+                code = self._process.exitcode
+                cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                return _function_error("Runtime.ExitError", f"{name} exited during the invocation ({cause})", elapsed)
         return Invocation(response, logs, duration)
 
     def stop(self) -> None:
+        self._stopped.set()
         with self._lock:
             if self._conn is not None:
                 with contextlib.suppress(OSError):
@@ -159,8 +233,24 @@ class LambdaWorker:
                 self._conn.close()
                 self._conn = None
             if self._process is not None:
-                self._process.join(timeout=5)
-                if self._process.is_alive():
-                    self._process.kill()
-                    self._process.join()
+                _end(self._process)
                 self._process = None
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5)
+
+
+def _end(process: Any) -> None:
+    process.join(timeout=5)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def _function_error(error_type: str, message: str, duration_ms: float) -> Invocation:
+    """What API Gateway makes of a function error: a 502; the log line is the one Lambda writes."""
+    response = {
+        "statusCode": 502,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps({"error": f"function error: {error_type}: {message}"}),
+    }
+    return Invocation(response, [f"Error: {message} {error_type}"], duration_ms)
