@@ -284,7 +284,9 @@ def test_a_killed_worker_is_replaced_and_its_model_answers_again(iris: LocalEnvi
 
 def test_a_version_whose_worker_dies_mid_invocation_shows_a_function_error_and_comes_back() -> None:
     """In the rehearsal, a dead execution environment is what Lambda shows: that invocation is a function error
-    (502 through API Gateway, counted in the version's Errors), and the next one gets a new environment."""
+    (502 through API Gateway, counted in the version's Errors), and the next one gets a new environment.
+    Lambda's Errors metric counts "exceptions that the Lambda runtime throws" as well as the code's (AWS Lambda
+    Developer Guide, "Types of metrics for Lambda functions")."""
     worker = LambdaWorker(
         "modelrail-dying", {"AWS_LAMBDA_FUNCTION_VERSION": "2"}, handler=f"{__name__}.lambda_handler"
     ).start()
