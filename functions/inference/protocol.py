@@ -15,6 +15,7 @@ import math
 import operator
 import struct
 import sys
+from array import array as py_array
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -147,8 +148,12 @@ def _described(value: Any) -> str:
     return f"{_excerpt(value)} ({_JSON_KINDS.get(type(value), type(value).__name__)})"
 
 
-def _flatten(where: str, field: str, data: Any, limit: int) -> tuple[list[Any], list[int], set[type]]:
-    """The values of nested JSON arrays in row-major order, the nesting's dimensions, and the values' types.
+Flattened = tuple[list[Any], list[int], set[type] | None, np.ndarray | None]
+
+
+def _flatten(where: str, field: str, data: Any, limit: int, numbers: bool = False) -> Flattened:
+    """The values of nested JSON arrays in row-major order, the nesting's dimensions, and either the values'
+    types or, for ``numbers`` (float datatypes), the values as float64 when all of them are numbers or bools.
 
     Refuses ragged nesting, arrays mixed with values, and more than ``limit`` values, level by level: no level
     is built that holds more than ``limit`` references.
@@ -160,9 +165,17 @@ def _flatten(where: str, field: str, data: Any, limit: int) -> tuple[list[Any], 
     while True:
         if len(level) > limit:
             raise BadRequest(f"{where}: '{field}' holds {len(level)} values but its shape needs {limit}")
+        if numbers:
+            # The fast path of float data: array('d') converts in C and refuses strings, null, arrays and
+            # objects (TypeError at the first one, so nested data costs nothing here); it takes bools as 1.0
+            # and 0.0, which _typed looks for.
+            try:
+                return level, dims, None, np.frombuffer(py_array("d", level), dtype=np.float64)
+            except TypeError:
+                pass
         kinds = _kinds(level)
         if list not in kinds:
-            return level, dims, kinds
+            return level, dims, kinds, None
         if len(kinds) > 1:
             raise BadRequest(
                 f"{where}: '{field}' is a ragged nested array: arrays and single values at depth {len(dims)}"
@@ -195,11 +208,21 @@ def _kinds(values: list[Any]) -> set[type]:
     return set(map(type, values))
 
 
-def _typed(where: str, field: str, datatype: str, values: list[Any], kinds: set[type]) -> np.ndarray:
-    """A flat numpy array of ``datatype`` from JSON values whose types are ``kinds``; 400 naming the first value
-    of a wrong type, or out of the datatype's range."""
+def _typed(
+    where: str, field: str, datatype: str, values: list[Any], kinds: set[type] | None, doubles: np.ndarray | None
+) -> np.ndarray:
+    """A flat numpy array of ``datatype`` from JSON values whose types are ``kinds`` (or already converted to
+    ``doubles``); 400 naming the first value of a wrong type, or out of the datatype's range."""
     target = OIP_TO_NUMPY[datatype]
     allowed, expected = _EXPECTED[datatype]
+    if kinds is None:
+        # Only a bool can hide among ``doubles`` (as 1.0 or 0.0): look at the values that landed there, or at
+        # all of them when there are many.
+        suspects = np.flatnonzero((doubles == 0.0) | (doubles == 1.0)) if doubles is not None else ()
+        if len(suspects) * 16 > len(values):
+            kinds = _kinds(values)
+        else:
+            kinds = {bool} if any(type(values[i]) is bool for i in suspects) else {float}
     if not kinds <= allowed:
         if target.kind in "iu" and kinds <= {int, float}:
             # orjson reads integers past 64 bits as floats: those are out of range, not "not integers".
@@ -224,9 +247,12 @@ def _typed(where: str, field: str, datatype: str, values: list[Any], kinds: set[
                 f"{position}"
             ) from None
     with np.errstate(over="ignore"):  # overflow is checked right below, naming the value
-        array = np.fromiter(values, dtype=target, count=len(values))
+        if doubles is not None:
+            floats = doubles if target == doubles.dtype else doubles.astype(target)
+        else:
+            floats = np.fromiter(values, dtype=target, count=len(values))
     if target.kind == "f":
-        finite = np.isfinite(array)
+        finite = np.isfinite(floats)
         if not finite.all():
             # JSON carries no NaN or Inf (orjson refuses them), so a non-finite value is a finite number the
             # datatype cannot hold: a client error, never an inf for the model to turn into a "model failure".
@@ -235,21 +261,21 @@ def _typed(where: str, field: str, datatype: str, values: list[Any], kinds: set[
                 f"{where}: value {values[position]!r} is out of range for {datatype} (at most "
                 f"{float(np.finfo(target).max):.6g} in magnitude), at position {position}"
             )
-    return array
+    return floats
 
 
 def to_array(name: str, datatype: str, data: Any, shape: list[int]) -> np.ndarray:
     """One input's JSON data as a numpy array of ``shape``: flat or nested row-major, checked value by value."""
     where = f"input '{name}'"
     size = math.prod(shape)
-    values, dims, kinds = _flatten(where, "data", data, size)
+    values, dims, kinds, doubles = _flatten(where, "data", data, size, OIP_TO_NUMPY[datatype].kind == "f")
     if len(dims) > 1 and dims != list(shape):
         raise BadRequest(
             f"{where}: 'data' is nested as {dims} but its shape is {list(shape)}; send it flat or nested as the shape"
         )
     if len(values) != size:
         raise BadRequest(f"{where}: 'data' holds {len(values)} values but its shape needs {size}")
-    return _typed(where, "data", datatype, values, kinds).reshape(shape)
+    return _typed(where, "data", datatype, values, kinds, doubles).reshape(shape)
 
 
 def _size(where: str, shape: list[int], limit: int) -> int:
@@ -397,7 +423,7 @@ def from_binary(
             position += length
         if len(values) != size:
             raise BadRequest(f"{where}: binary data holds {len(values)} BYTES elements but its shape needs {size}")
-        return _typed(where, "data", "BYTES", values, {str})
+        return _typed(where, "data", "BYTES", values, {str}, None)
     dtype = OIP_TO_NUMPY[datatype].newbyteorder("<")
     if len(chunk) != size * dtype.itemsize:
         raise BadRequest(
@@ -430,11 +456,12 @@ def decode_v1(payload: Payload, model: OnnxModel) -> InferenceRequest:
     datatype = spec.datatype or "BYTES"
     where = f"input '{spec.name}'"
     instances = _field(payload.document, "instances", list, "request", "an array of instances, one per row")
-    values, dims, kinds = _flatten(where, "instances", instances, _limit(payload))
+    numbers = OIP_TO_NUMPY[datatype].kind == "f"
+    values, dims, kinds, doubles = _flatten(where, "instances", instances, _limit(payload), numbers)
     _size(where, dims, _limit(payload))  # first: [] has no rows, whatever rank the model expects
     model.check(spec.name, datatype, dims)
-    array = _typed(where, "instances", datatype, values, kinds).reshape(dims)
-    return InferenceRequest({spec.name: array}, model.output_names(None), None, dims[0])
+    tensor = _typed(where, "instances", datatype, values, kinds, doubles).reshape(dims)
+    return InferenceRequest({spec.name: tensor}, model.output_names(None), None, dims[0])
 
 
 def encode_output(name: str, value: Any) -> dict[str, Any]:

@@ -147,6 +147,9 @@ def test_binary_header_length_must_be_ascii_digits(
         ("BYTES", ["great", None], "'data' must hold strings only, got null at position 1"),
         ("FP32", [1.0, True], "'data' must hold numbers only, got true at position 1"),
         ("FP32", [1.0, "2.5"], "'data' must hold numbers only, got '2.5' (a string) at position 1"),
+        # a bool among many numbers, where few (then many) of them are 0 or 1: both ways of looking for it
+        ("FP32", [0.5] * 40 + [True] + [2] * 9, "'data' must hold numbers only, got true at position 40"),
+        ("FP32", [0.0] * 40 + [False] + [1] * 9, "'data' must hold numbers only, got false at position 40"),
         ("INT64", [1, True], "'data' must hold integers only, got true at position 1"),
         ("INT64", [1, 2.0], "'data' must hold integers only, got 2.0 at position 1"),
         ("BOOL", [True, 0], "'data' must hold true/false only, got 0 (a number) at position 1"),
@@ -158,7 +161,7 @@ def test_values_of_the_wrong_json_type_are_refused_not_coerced(
     """Before: ["great", 1] became "great", "1"; true in FP32 or INT64 data became 1; both answered 200."""
     function = deploy(builders.identity(tmp_path / "m.onnx", datatype, ["batch"]), "echo")
     capsys.readouterr()
-    answer = function.infer(tensor("x", datatype, [2], data))
+    answer = function.infer(tensor("x", datatype, [len(data)], data))
     assert_client_error(answer, capsys.readouterr().out, f"input 'x' is {datatype}: {expected}")
 
 
