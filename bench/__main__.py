@@ -33,16 +33,18 @@ CASES = (
 )
 COLD_RUNS = 7
 # A Lambda execution environment's variables come from the function, the runtime and (here) the local AWS;
-# none may leak in from the shell that runs the benchmark.
-_FOREIGN_PREFIXES = ("AWS_", "POWERTOOLS_", "MODEL_", "MAX_BATCH_ROWS", "ORT_", "METRICS_")
+# none may leak in from the shell that runs the benchmark: neither AWS's and Powertools' nor any the catalog lists.
+_FOREIGN_PREFIXES = ("AWS_", "POWERTOOLS_")
 
 
 def lambda_environment(aws_env: dict[str, str], function_env: dict[str, str], cache_dir: Path) -> dict[str, str]:
     """As the local environment builds it (a fresh cache dir: the artifact is fetched and verified again), plus
     the shell's own PATH and friends."""
     from modelrail.local.environment import execution_environment
+    from spec.catalog import ENV_VARS
 
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
+    ours = {v.name for v in ENV_VARS}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES) and k not in ours}
     return {**base, **execution_environment(aws_env, function_env, version="1", cache_dir=cache_dir)}
 
 

@@ -9,16 +9,18 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from spec.alarms import METRICS_NAMESPACE
+from spec import catalog
+from spec.catalog import Dimension, Metric
 
 _PERIOD = Duration.minutes(1)
 
 
-def _by_version(model_name: str, metric_name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
-    """Every version's series of one runtime metric (CloudWatch SEARCH; dashboards only, never alarms)."""
+def _by_version(model_name: str, metric: Metric, statistic: str, label: str) -> cloudwatch.MathExpression:
+    """Every version's series of one of modelrail's metrics (CloudWatch SEARCH; dashboards only, never alarms)."""
+    schema = ",".join((metric.namespace, *metric.dimensions))
     search = (
-        f'SEARCH(\'{{{METRICS_NAMESPACE},ModelName,ModelVersion}} ModelName="{model_name}" '
-        f"MetricName=\"{metric_name}\"', '{statistic}', {int(_PERIOD.to_seconds())})"
+        f'SEARCH(\'{{{schema}}} {Dimension.MODEL_NAME}="{model_name}" '
+        f"MetricName=\"{metric.name}\"', '{statistic}', {int(_PERIOD.to_seconds())})"
     )
     return cloudwatch.MathExpression(expression=search, using_metrics={}, label=label, period=_PERIOD)
 
@@ -36,8 +38,8 @@ class ModelDashboard(Construct):
     ) -> None:
         super().__init__(scope, id_)
         m = model_name
-        lambda_throttles = function.metric_throttles(period=_PERIOD, statistic="Sum")
-        concurrency = function.metric("ConcurrentExecutions", period=_PERIOD, statistic="Maximum")
+        lambda_throttles = function.metric(catalog.THROTTLES.name, period=_PERIOD, statistic="Sum")
+        concurrency = function.metric(catalog.CONCURRENT_EXECUTIONS.name, period=_PERIOD, statistic="Maximum")
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
         self.dashboard.add_widgets(
             cloudwatch.TextWidget(
@@ -48,48 +50,56 @@ class ModelDashboard(Construct):
             )
         )
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Requests by version", left=[_by_version(m, "Requests", "Sum", "")]),
+            cloudwatch.GraphWidget(title="Requests by version", left=[_by_version(m, catalog.REQUESTS, "Sum", "")]),
             cloudwatch.GraphWidget(
                 title="Errors by version",
                 left=[
-                    _by_version(m, "ModelErrors", "Sum", "model errors"),
-                    _by_version(m, "NonFiniteOutputs", "Sum", "non-finite outputs"),
-                    _by_version(m, "Unavailable", "Sum", "unavailable"),
-                    _by_version(m, "ClientErrors", "Sum", "client errors"),
+                    _by_version(m, catalog.MODEL_ERRORS, "Sum", "model errors"),
+                    _by_version(m, catalog.NON_FINITE_OUTPUTS, "Sum", "non-finite outputs"),
+                    _by_version(m, catalog.UNAVAILABLE, "Sum", "unavailable"),
+                    _by_version(m, catalog.CLIENT_ERRORS, "Sum", "client errors"),
                 ],
             ),
             cloudwatch.GraphWidget(
                 title="Request latency p50 / p99 (ms) by version",
-                left=[_by_version(m, "RequestLatency", "p50", "p50"), _by_version(m, "RequestLatency", "p99", "p99")],
+                left=[
+                    _by_version(m, catalog.REQUEST_LATENCY, "p50", "p50"),
+                    _by_version(m, catalog.REQUEST_LATENCY, "p99", "p99"),
+                ],
             ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Model latency p50 / p99 (ms) by version",
-                left=[_by_version(m, "ModelLatency", "p50", "p50"), _by_version(m, "ModelLatency", "p99", "p99")],
+                left=[
+                    _by_version(m, catalog.MODEL_LATENCY, "p50", "p50"),
+                    _by_version(m, catalog.MODEL_LATENCY, "p99", "p99"),
+                ],
             ),
-            cloudwatch.GraphWidget(title="Cold starts by version", left=[_by_version(m, "ColdStart", "Sum", "")]),
+            cloudwatch.GraphWidget(
+                title="Cold starts by version", left=[_by_version(m, catalog.COLD_START, "Sum", "")]
+            ),
             cloudwatch.GraphWidget(title="Throttles and concurrency", left=[lambda_throttles], right=[concurrency]),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Drift from the baseline (PSI) by version",
                 left=[
-                    _by_version(m, "FeatureDriftMax", "Maximum", "worst input feature"),
-                    _by_version(m, "PredictionDrift", "Maximum", "predictions"),
+                    _by_version(m, catalog.FEATURE_DRIFT_MAX, "Maximum", "worst input feature"),
+                    _by_version(m, catalog.PREDICTION_DRIFT, "Maximum", "predictions"),
                 ],
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
             ),
             cloudwatch.GraphWidget(
                 title="Canary analysis: new version's predictions vs the old one's (PSI)",
-                left=[_by_version(m, "PredictionDivergence", "Maximum", "")],
+                left=[_by_version(m, catalog.PREDICTION_DIVERGENCE, "Maximum", "")],
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
             ),
             cloudwatch.GraphWidget(
                 title="Data capture by version",
                 left=[
-                    _by_version(m, "CapturedRecords", "Sum", "captured"),
-                    _by_version(m, "CaptureDropped", "Sum", "dropped"),
+                    _by_version(m, catalog.CAPTURED_RECORDS, "Sum", "captured"),
+                    _by_version(m, catalog.CAPTURE_DROPPED, "Sum", "dropped"),
                 ],
             ),
         )

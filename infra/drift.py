@@ -21,7 +21,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from spec.alarms import METRICS_NAMESPACE
+from spec.catalog import FEATURE_DRIFT_MAX, NAMESPACE, PREDICTION_DRIFT, Dimension, Env, Metric
 from spec.environment import MonitoringSettings
 
 from .artifacts import ArtifactLocation
@@ -87,11 +87,11 @@ class DriftMonitor(Construct):
             architecture=architecture,
             timeout=Duration.minutes(5),
             environment={
-                "MODELS": Stack.of(self).to_json_string(models),
-                "CAPTURE_BUCKET": capture.bucket.bucket_name,
-                "CAPTURE_PREFIX": CAPTURE_PREFIX,
-                "WINDOW_MINUTES": str(settings.window_minutes),
-                "METRIC_NAMESPACE": METRICS_NAMESPACE,
+                Env.MODELS.name: Stack.of(self).to_json_string(models),
+                Env.CAPTURE_BUCKET.name: capture.bucket.bucket_name,
+                Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
+                Env.WINDOW_MINUTES.name: str(settings.window_minutes),
+                Env.METRICS_NAMESPACE.name: NAMESPACE,
             },
         )
         capture.grant_read(role)
@@ -101,7 +101,7 @@ class DriftMonitor(Construct):
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
             )
         )
         acknowledge(
@@ -130,12 +130,12 @@ class DriftMonitor(Construct):
     def watch(self, name: str, version: lambda_.IVersion) -> list[cloudwatch.Alarm]:
         """The drift alarms of model ``name``, following ``version`` (the one this deploy publishes)."""
         settings = self.settings
-        dimensions = {"ModelName": name, "ModelVersion": version.version}
+        dimensions = {Dimension.MODEL_NAME: name, Dimension.MODEL_VERSION: version.version}
         period = Duration.minutes(settings.schedule_minutes)
         self.alarms[name] = [
             self._alarm(
                 f"FeatureDrift-{name}",
-                "FeatureDriftMax",
+                FEATURE_DRIFT_MAX,
                 dimensions,
                 period,
                 settings.feature_drift_threshold,
@@ -143,7 +143,7 @@ class DriftMonitor(Construct):
             ),
             self._alarm(
                 f"PredictionDrift-{name}",
-                "PredictionDrift",
+                PREDICTION_DRIFT,
                 dimensions,
                 period,
                 settings.prediction_drift_threshold,
@@ -153,15 +153,21 @@ class DriftMonitor(Construct):
         return self.alarms[name]
 
     def _alarm(
-        self, id_: str, metric: str, dimensions: dict[str, str], period: Duration, threshold: float, description: str
+        self,
+        id_: str,
+        metric: Metric,
+        dimensions: dict[str, str],
+        period: Duration,
+        threshold: float,
+        description: str,
     ) -> cloudwatch.Alarm:
         alarm = cloudwatch.Alarm(
             self,
             id_,
             alarm_description=f"{description} (PSI above {threshold:g}); notifies, never rolls back",
             metric=cloudwatch.Metric(
-                namespace=METRICS_NAMESPACE,
-                metric_name=metric,
+                namespace=metric.namespace,
+                metric_name=metric.name,
                 dimensions_map=dimensions,
                 statistic="Maximum",
                 period=period,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Size
+from aws_cdk import Duration, RemovalPolicy, Size, SymlinkFollowMode
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -32,9 +32,17 @@ FUNCTION_PACKAGES = ("inference", "acceptance", "monitor")
 
 def functions_code(package: str) -> lambda_.Code:
     """The ``functions/`` folder with only ``package`` of the function packages, so that a change to one
-    function's code publishes a new version of that function alone."""
+    function's code publishes a new version of that function alone.
+
+    On Lambda the package is top-level and cannot reach ``functions/catalog.py``: its own ``catalog.py`` is a
+    symlink to it, which the asset materializes as a real file (SymlinkFollowMode.ALWAYS: "Copy all the files the
+    symlinks point to", AWS CDK API reference, aws-cdk-lib.SymlinkFollowMode)."""
     others = [p for p in FUNCTION_PACKAGES if p != package]
-    return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc", *others])
+    return lambda_.Code.from_asset(
+        str(FUNCTIONS_DIR),
+        exclude=["**/__pycache__", "**/*.pyc", *others],
+        follow_symlinks=SymlinkFollowMode.ALWAYS,
+    )
 
 
 def support_function(

@@ -141,7 +141,7 @@ class AcceptanceHooks(Construct):
             "PostTraffic",
             handler=POST_TRAFFIC_HANDLER,
             description=f"modelrail alias check (post-traffic): model {model.name}",
-            environment={"MODEL_NAME": model.name, "NEW_VERSION_ARN": version.function_arn, "ALIAS_NAME": ALIAS_NAME},
+            environment=model.post_traffic_environment(new_version_arn=version.function_arn),
             timeout=Duration.minutes(2),
         )
         # The gate invokes the new version, and the version the alias serves now for its signature (any

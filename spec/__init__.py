@@ -2,5 +2,6 @@
 line and the rehearsal all read, so every rule has one definition.
 
 ``models`` (the spec as a whole, ``load_spec``), ``environment`` (per-environment settings), ``rollout`` (policy,
-alias, hotfix), ``alarms`` (rollout alarms as data), ``bundle`` (a model as the user hands it over).
+alias, hotfix), ``alarms`` (rollout alarms as data), ``catalog`` (every metric and function variable, from
+``functions/catalog.py``), ``bundle`` (a model as the user hands it over).
 """

@@ -11,36 +11,63 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from . import catalog
 from .base import SpecModel
-from .rollout import ALIAS_NAME
-
-METRICS_NAMESPACE = "modelrail"
 
 
 class MetricSource(StrEnum):
     """Where a metric comes from; both are scoped to the version being deployed, never the whole function."""
 
     MODEL = "model"
-    """The runtime's EMF metrics: namespace ``modelrail``, dimensions ModelName and ModelVersion=<new version>."""
+    """modelrail's own (the inference function's EMF, the monitor's): dimensions ModelName, ModelVersion=<new>."""
     LAMBDA = "lambda"
     """Lambda's own: namespace ``AWS/Lambda``, FunctionName, Resource=<function>:live, ExecutedVersion=<new>."""
 
+    @property
+    def namespace(self) -> str:
+        return catalog.NAMESPACE if self is MetricSource.MODEL else catalog.LAMBDA_NAMESPACE
+
 
 class MetricQuery(SpecModel):
+    """One metric of an alarm, by its name in the catalog (functions/catalog.py)."""
+
     id: str = Field(pattern=r"^[a-z][a-zA-Z0-9_]*$", description="metric math id")
     source: MetricSource
     metric_name: str
     statistic: str = Field(pattern=r"^(Sum|Average|Minimum|Maximum|SampleCount|p\d{1,2}(\.\d+)?)$")
 
+    @classmethod
+    def of(cls, id_: str, metric: catalog.Metric, statistic: str = "Sum") -> MetricQuery:
+        source = MetricSource.LAMBDA if metric.namespace == catalog.LAMBDA_NAMESPACE else MetricSource.MODEL
+        return cls(id=id_, source=source, metric_name=metric.name, statistic=statistic)
+
+    @model_validator(mode="after")
+    def _in_the_catalog(self) -> MetricQuery:
+        # A name nobody publishes would leave the alarm with missing data, which never breaches: no guard at all.
+        if catalog.metric(self.namespace, self.metric_name) is None:
+            known = sorted(m.name for m in catalog.METRICS if m.namespace == self.namespace)
+            raise ValueError(
+                f"metric {self.metric_name!r} is not in the catalog for namespace {self.namespace}; known: {known}"
+            )
+        return self
+
     @property
     def namespace(self) -> str:
-        return METRICS_NAMESPACE if self.source is MetricSource.MODEL else "AWS/Lambda"
+        return self.source.namespace
+
+    @property
+    def metric(self) -> catalog.Metric:
+        """The catalog's definition: unit, dimensions, publisher, cadence."""
+        found = catalog.metric(self.namespace, self.metric_name)
+        if found is None:
+            raise ValueError(f"metric {self.metric_name!r} is no longer in the catalog for {self.namespace}")
+        return found
 
     def dimensions(self, *, model_name: str, function_name: str, version: str) -> dict[str, str]:
         """The dimensions that pin this metric to one version (``version``: the Lambda version number)."""
-        if self.source is MetricSource.MODEL:
-            return {"ModelName": model_name, "ModelVersion": version}
-        return {"FunctionName": function_name, "Resource": f"{function_name}:{ALIAS_NAME}", "ExecutedVersion": version}
+        return catalog.version_dimensions(
+            self.metric, model_name=model_name, function_name=function_name, version=version
+        )
 
 
 ComparisonOperator = Literal[
@@ -174,19 +201,15 @@ class AlarmThresholds(SpecModel):
             "datapoints_to_alarm": self.datapoints_to_alarm,
             "treat_missing_data": "notBreaching",  # an idle canary is neither rolled back nor blocked
         }
-        model, function = MetricSource.MODEL, MetricSource.LAMBDA
-
-        def q(id_: str, source: MetricSource, name: str, statistic: str = "Sum") -> MetricQuery:
-            return MetricQuery(id=id_, source=source, metric_name=name, statistic=statistic)
-
+        q = MetricQuery.of
         return (
             AlarmDefinition(
                 name="model-error-rate",
                 description="Share of the new version's inference requests that failed in the model or found none.",
                 metrics=(
-                    q("requests", model, "Requests"),
-                    q("modelErrors", model, "ModelErrors"),
-                    q("unavailable", model, "Unavailable"),
+                    q("requests", catalog.REQUESTS),
+                    q("modelErrors", catalog.MODEL_ERRORS),
+                    q("unavailable", catalog.UNAVAILABLE),
                 ),
                 numerator=("modelErrors", "unavailable"),
                 denominator=("requests",),
@@ -196,7 +219,7 @@ class AlarmThresholds(SpecModel):
             AlarmDefinition(
                 name="non-finite-rate",
                 description="Share of the new version's inference requests whose outputs held NaN or Inf.",
-                metrics=(q("requests", model, "Requests"), q("nonFinite", model, "NonFiniteOutputs")),
+                metrics=(q("requests", catalog.REQUESTS), q("nonFinite", catalog.NON_FINITE_OUTPUTS)),
                 numerator=("nonFinite",),
                 denominator=("requests",),
                 threshold=self.non_finite_rate_percent,
@@ -205,7 +228,7 @@ class AlarmThresholds(SpecModel):
             AlarmDefinition(
                 name="function-error-rate",
                 description="Share of the new version's Lambda invocations that crashed or timed out.",
-                metrics=(q("invocations", function, "Invocations"), q("errors", function, "Errors")),
+                metrics=(q("invocations", catalog.INVOCATIONS), q("errors", catalog.ERRORS)),
                 numerator=("errors",),
                 denominator=("invocations",),
                 threshold=self.function_error_rate_percent,
@@ -214,7 +237,7 @@ class AlarmThresholds(SpecModel):
             AlarmDefinition(
                 name="throttle-rate",
                 description="Share of the new version's invocations that Lambda throttled.",
-                metrics=(q("invocations", function, "Invocations"), q("throttles", function, "Throttles")),
+                metrics=(q("invocations", catalog.INVOCATIONS), q("throttles", catalog.THROTTLES)),
                 numerator=("throttles",),
                 denominator=("invocations", "throttles"),
                 threshold=self.throttle_rate_percent,
@@ -223,7 +246,7 @@ class AlarmThresholds(SpecModel):
             AlarmDefinition(
                 name="latency-p99",
                 description="p99 of the new version's request latency against the budget (milliseconds).",
-                metrics=(q("latency", model, "RequestLatency", "p99"),),
+                metrics=(q("latency", catalog.REQUEST_LATENCY, "p99"),),
                 threshold=self.p99_latency_ms,
                 **common,
             ),
@@ -233,7 +256,7 @@ class AlarmThresholds(SpecModel):
                     "Canary analysis: how far the new version's predictions are from the old version's on the same "
                     "traffic window (population stability index), published by the monitor from captured data."
                 ),
-                metrics=(q("divergence", model, "PredictionDivergence", "Maximum"),),
+                metrics=(q("divergence", catalog.PREDICTION_DIVERGENCE, "Maximum"),),
                 threshold=self.prediction_divergence,
                 **common,
             ),

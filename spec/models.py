@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .alarms import METRICS_NAMESPACE
 from .base import SpecError, SpecModel
 from .bundle import NAME_PATTERN, BundleError, ModelBundle, artifact_key
+from .catalog import NAMESPACE, Env
 from .environment import EnvironmentSpec
 from .rollout import ALIAS_NAME
 
@@ -113,34 +113,42 @@ class DeployedModel:
         """The pre-traffic hook's environment: which version to judge, against which set and criteria."""
         criteria = self.bundle.settings.acceptance.model_dump_json() if self.bundle else "{}"
         environment = {
-            "MODEL_NAME": self.name,
-            "NEW_VERSION_ARN": new_version_arn,
-            "ALIAS_NAME": ALIAS_NAME,
-            "ACCEPTANCE_CRITERIA": criteria,
+            Env.MODEL_NAME.name: self.name,
+            Env.NEW_VERSION_ARN.name: new_version_arn,
+            Env.ALIAS_NAME.name: ALIAS_NAME,
+            Env.ACCEPTANCE_CRITERIA.name: criteria,
         }
         if acceptance_uri is not None and self.acceptance_sha256 is not None:
-            environment |= {"ACCEPTANCE_URI": acceptance_uri, "ACCEPTANCE_SHA256": self.acceptance_sha256}
+            environment |= {Env.ACCEPTANCE_URI.name: acceptance_uri, Env.ACCEPTANCE_SHA256.name: self.acceptance_sha256}
         return environment
+
+    def post_traffic_environment(self, *, new_version_arn: str) -> dict[str, str]:
+        """The post-traffic hook's environment: which version the alias should now serve."""
+        return {
+            Env.MODEL_NAME.name: self.name,
+            Env.NEW_VERSION_ARN.name: new_version_arn,
+            Env.ALIAS_NAME.name: ALIAS_NAME,
+        }
 
     def environment(
         self, model_uri: str, *, tracing: bool = False, capture_stream: str | None = None, sample_rate: float = 0.0
     ) -> dict[str, str]:
         """The inference function's environment: a new model is a new configuration, so a new version."""
         environment = {
-            "MODEL_NAME": self.name,
-            "MODEL_URI": model_uri,
-            "MODEL_SHA256": self.sha256,
-            "MAX_BATCH_ROWS": str(self.max_batch_rows),
-            "METRICS_NAMESPACE": METRICS_NAMESPACE,
+            Env.MODEL_NAME.name: self.name,
+            Env.MODEL_URI.name: model_uri,
+            Env.MODEL_SHA256.name: self.sha256,
+            Env.MAX_BATCH_ROWS.name: str(self.max_batch_rows),
+            Env.METRICS_NAMESPACE.name: NAMESPACE,
         }
         if not tracing:
-            environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # the handler then never imports the X-Ray SDK
+            environment[Env.POWERTOOLS_TRACE_DISABLED.name] = "true"  # the handler then never imports the X-Ray SDK
         if capture_stream is not None:
-            environment["CAPTURE_STREAM"] = capture_stream
-            environment["CAPTURE_SAMPLE_RATE"] = f"{sample_rate:g}"
+            environment[Env.CAPTURE_STREAM.name] = capture_stream
+            environment[Env.CAPTURE_SAMPLE_RATE.name] = f"{sample_rate:g}"
             excluded = self.bundle.settings.capture_exclude_inputs if self.bundle else ()
             if excluded:
-                environment["CAPTURE_EXCLUDE_INPUTS"] = ",".join(excluded)
+                environment[Env.CAPTURE_EXCLUDE_INPUTS.name] = ",".join(excluded)
         return environment
 
 

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from .catalog import Env
 from .codedeploy import UNBOUNDED, Deadline, hook_logger
 
 SUCCESS = "SUCCESS"
@@ -48,7 +49,7 @@ def handler(event: dict[str, Any], context: Any, *, clients: Mapping[str, Any] |
             physical_id = f"modelrail-acceptance-gate:{version_arn}"
             from .pretraffic import run_gate
 
-            verdict = run_gate({**os.environ, "NEW_VERSION_ARN": version_arn}, dict(clients or {}), deadline)
+            verdict = run_gate({**os.environ, Env.NEW_VERSION_ARN.name: version_arn}, dict(clients or {}), deadline)
             logger.info("acceptance verdict (first deploy)", extra={"verdict": verdict.to_dict()})
             data = {"Passed": str(verdict.passed).lower(), "Version": version_arn.rpartition(":")[2]}
             if verdict.passed:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .catalog import Env
 from .codedeploy import (
     FAILED,
     MIN_CALL_SECONDS,
@@ -36,8 +37,8 @@ def handler(event: dict[str, Any], context: Any, *, clients: Mapping[str, Any] |
     deployment_id, execution_id = hook_ids(event)
     status = FAILED
     try:
-        new_version = os.environ["NEW_VERSION_ARN"].rpartition(":")[2]
-        check_target_version(client(clients, "codedeploy"), deployment_id, os.environ["NEW_VERSION_ARN"], logger)
+        new_version = os.environ[Env.NEW_VERSION_ARN.name].rpartition(":")[2]
+        check_target_version(client(clients, "codedeploy"), deployment_id, os.environ[Env.NEW_VERSION_ARN.name], logger)
         lambda_client = clients.get("lambda") or DeadlineBoundLambda(deadline)
         served = check_alias(os.environ, lambda_client, deadline.for_work)
         status = SUCCEEDED if served == [new_version] * PROBES else FAILED
@@ -57,9 +58,9 @@ def check_alias(
 ) -> list[str]:
     """What each of PROBES readiness requests to the alias answered: the version it names when the answer is
     HTTP 200, otherwise the status and that version; fewer than PROBES entries when time ran out."""
-    function_arn = environ["NEW_VERSION_ARN"].rpartition(":")[0]
-    invoke = LambdaInvoker(lambda_client, f"{function_arn}:{environ.get('ALIAS_NAME', 'live')}")
-    path = f"/v2/models/{environ['MODEL_NAME']}/ready"
+    function_arn = environ[Env.NEW_VERSION_ARN.name].rpartition(":")[0]
+    invoke = LambdaInvoker(lambda_client, f"{function_arn}:{environ.get(Env.ALIAS_NAME.name, 'live')}")
+    path = f"/v2/models/{environ[Env.MODEL_NAME.name]}/ready"
     served = []
     for _ in range(PROBES):
         if seconds_left is not None and seconds_left() < MIN_CALL_SECONDS:

@@ -20,6 +20,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import firstdeploy
+from .catalog import Env
 from .codedeploy import (
     FAILED,
     SUCCEEDED,
@@ -49,7 +50,7 @@ def handler(event: dict[str, Any], context: Any, *, clients: Mapping[str, Any] |
     deployment_id, execution_id = hook_ids(event)
     status = FAILED
     try:
-        check_target_version(client(clients, "codedeploy"), deployment_id, os.environ["NEW_VERSION_ARN"], logger)
+        check_target_version(client(clients, "codedeploy"), deployment_id, os.environ[Env.NEW_VERSION_ARN.name], logger)
         verdict = run_gate(os.environ, clients, deadline)
         status = SUCCEEDED if verdict.passed else FAILED
         logger.info(
@@ -74,14 +75,14 @@ def run_gate(environ: Mapping[str, str], clients: MutableMapping[str, Any], dead
     from .criteria import AcceptanceCriteria
     from .gate import evaluate
 
-    version_arn = environ["NEW_VERSION_ARN"]
-    model = environ["MODEL_NAME"]
-    criteria = AcceptanceCriteria.model_validate_json(environ.get("ACCEPTANCE_CRITERIA") or "{}")
+    version_arn = environ[Env.NEW_VERSION_ARN.name]
+    model = environ[Env.MODEL_NAME.name]
+    criteria = AcceptanceCriteria.model_validate_json(environ.get(Env.ACCEPTANCE_CRITERIA.name) or "{}")
     if clients.get("lambda") is None:
         clients["lambda"] = DeadlineBoundLambda(deadline)
     lambda_client = clients["lambda"]
     cases = _acceptance_cases(environ, clients)
-    baseline = _baseline_metadata(lambda_client, version_arn, environ.get("ALIAS_NAME", "live"), model)
+    baseline = _baseline_metadata(lambda_client, version_arn, environ.get(Env.ALIAS_NAME.name, "live"), model)
     return evaluate(
         model,
         LambdaInvoker(lambda_client, version_arn),
@@ -95,14 +96,15 @@ def run_gate(environ: Mapping[str, str], clients: MutableMapping[str, Any], dead
 def _acceptance_cases(environ: Mapping[str, str], clients: MutableMapping[str, Any]) -> list[AcceptanceCase]:
     from .gate import parse_cases
 
-    uri = environ.get("ACCEPTANCE_URI")
+    uri = environ.get(Env.ACCEPTANCE_URI.name)
     if not uri:
         return []
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     body = client(clients, "s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     digest = hashlib.sha256(body).hexdigest()
-    if digest != environ.get("ACCEPTANCE_SHA256"):
-        raise ValueError(f"acceptance set {uri} has sha256 {digest}, expected {environ.get('ACCEPTANCE_SHA256')}")
+    expected = environ.get(Env.ACCEPTANCE_SHA256.name)
+    if digest != expected:
+        raise ValueError(f"acceptance set {uri} has sha256 {digest}, expected {expected}")
     return parse_cases(body.decode("utf-8"), uri)
 
 

@@ -1,11 +1,12 @@
 """Lambda entry point: Powertools wiring around InferenceService. Routes parse, call one operation, answer.
 
-Metrics (EMF, namespace ``modelrail``, dimensions ModelName and ModelVersion) are what the rollout alarms
-watch: Requests, ClientErrors, ModelErrors, NonFiniteOutputs, Unavailable, RequestLatency, ModelLatency, Rows,
-ColdStart; with data capture on, CapturedRecords and CaptureDropped. Only inference requests count, so health
-checks never dilute a version's error rate. ArtifactFetchRetries counts the retries of a model load that failed
-for a cause that may pass (see service.py), on the request that made each one; every load attempt is logged
-("model loaded" / "model not served") with its number, its cause and when the next one is due.
+Metrics (EMF; names, units and dimensions from catalog.py) are what the rollout alarms watch: one record per
+inference request with Requests, RequestLatency, ClientErrors, ModelErrors, NonFiniteOutputs, Unavailable, and
+Rows, ModelLatency, ColdStart when they apply; with data capture on, CapturedRecords and CaptureDropped. Only
+inference requests count, so health checks never dilute a version's error rate. ArtifactFetchRetries counts the
+retries of a model load that failed for a cause that may pass (see service.py), on the request that made each
+one; every load attempt is logged ("model loaded" / "model not served") with its number, its cause and when the
+next one is due.
 
 Routes: each GET route answers HEAD too (GET without the body; API Gateway's ANY method passes HEAD on), a known
 path with another method answers 405 with Allow, and any other path 404.
@@ -25,25 +26,46 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
 
+from .catalog import (
+    ARTIFACT_FETCH_RETRIES,
+    CAPTURE_DROPPED,
+    CAPTURED_RECORDS,
+    CLIENT_ERRORS,
+    COLD_START,
+    MODEL_ERRORS,
+    MODEL_LATENCY,
+    NAMESPACE,
+    NON_FINITE_OUTPUTS,
+    REQUEST_LATENCY,
+    REQUESTS,
+    ROWS,
+    UNAVAILABLE,
+    Dimension,
+    Env,
+    Metric,
+)
 from .errors import ApiError, MethodNotAllowed, ModelFault, NotFound
 from .protocol import dumps
 from .service import InferenceService, LoadAttempt, Outcome
 
-NAMESPACE = "modelrail"
 # Health and metadata requests publish no metrics by design; Powertools would warn on each of them.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 JSON = "application/json"
 
 logger = Logger(service="modelrail-inference")
-metrics = Metrics(namespace=os.environ.get("METRICS_NAMESPACE", NAMESPACE))
+metrics = Metrics(namespace=os.environ.get(Env.METRICS_NAMESPACE.name, NAMESPACE))
 app = APIGatewayRestResolver()
+
+
+def _add(metric: Metric, value: float) -> None:
+    metrics.add_metric(name=metric.name, unit=MetricUnit(metric.unit), value=value)
 
 
 def _on_load_attempt(attempt: LoadAttempt) -> None:
     where = {"model": attempt.model, "version": attempt.version, "attempt": attempt.number}
     if attempt.number > 1:
         # A retry runs inside a request, so the count lands in that request's EMF record (never at import).
-        metrics.add_metric(name="ArtifactFetchRetries", unit=MetricUnit.Count, value=1)
+        _add(ARTIFACT_FETCH_RETRIES, 1)
     if attempt.failure is None:
         logger.info("model loaded", extra={**where, "sha256": attempt.sha256})
     else:
@@ -51,7 +73,7 @@ def _on_load_attempt(attempt: LoadAttempt) -> None:
 
 
 service = InferenceService.from_environment(os.environ, on_attempt=_on_load_attempt)
-metrics.set_default_dimensions(ModelName=service.name, ModelVersion=service.version)
+metrics.set_default_dimensions(**{Dimension.MODEL_NAME: service.name, Dimension.MODEL_VERSION: service.version})
 _cold_start = True
 
 
@@ -212,25 +234,25 @@ def unexpected_error(exc: Exception) -> Response:
 
 
 def _record(outcome: Outcome, elapsed_ms: float) -> None:
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+    _add(REQUESTS, 1)
+    _add(REQUEST_LATENCY, elapsed_ms)
     for kind, metric in (
-        ("client_error", "ClientErrors"),
-        ("model_error", "ModelErrors"),
-        ("non_finite", "NonFiniteOutputs"),
-        ("unavailable", "Unavailable"),
+        ("client_error", CLIENT_ERRORS),
+        ("model_error", MODEL_ERRORS),
+        ("non_finite", NON_FINITE_OUTPUTS),
+        ("unavailable", UNAVAILABLE),
     ):
-        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=int(outcome.kind == kind))
+        _add(metric, int(outcome.kind == kind))
     if outcome.kind == "ok":
-        metrics.add_metric(name="Rows", unit=MetricUnit.Count, value=outcome.rows)
+        _add(ROWS, outcome.rows)
     if outcome.model_ms is not None:
-        metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=outcome.model_ms)
+        _add(MODEL_LATENCY, outcome.model_ms)
     if service.capture is not None:
         captured, dropped = service.capture.take_counts()
         if captured:
-            metrics.add_metric(name="CapturedRecords", unit=MetricUnit.Count, value=captured)
+            _add(CAPTURED_RECORDS, captured)
         if dropped:
-            metrics.add_metric(name="CaptureDropped", unit=MetricUnit.Count, value=dropped)
+            _add(CAPTURE_DROPPED, dropped)
 
 
 @metrics.log_metrics
@@ -238,7 +260,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _cold_start
     if _cold_start:
         _cold_start = False
-        metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        _add(COLD_START, 1)
     # The correlation id is API Gateway's request id, as Powertools' inject_lambda_context would set it from
     # correlation_paths.API_GATEWAY_REST, at a tenth of its per-request cost.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
@@ -254,7 +276,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return response
 
 
-if os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").lower() not in ("true", "1"):
+if os.environ.get(Env.POWERTOOLS_TRACE_DISABLED.name, "false").lower() not in ("true", "1"):
     # X-Ray tracing is opt-in (the deployment spec's `tracing`): importing the X-Ray SDK alone adds about half
     # a second to every cold start, so it is loaded only when the function is configured to trace.
     from aws_lambda_powertools import Tracer

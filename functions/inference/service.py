@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import protocol
 from .capture import DataCapture
+from .catalog import Env
 from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound, UnsupportedMediaType
 from .model import ModelLoadError, OnnxModel
 from .store import ArtifactError, ArtifactUnreachable, ModelStore, S3Client, is_sha256, parse_s3_uri
@@ -44,16 +45,16 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
-    model_name: str = Field(alias="MODEL_NAME", pattern=_NAME_PATTERN)
-    model_uri: str = Field(alias="MODEL_URI")
-    model_sha256: str = Field(alias="MODEL_SHA256")
-    model_version: str = Field("$LATEST", alias="AWS_LAMBDA_FUNCTION_VERSION")
-    max_batch_rows: int = Field(1024, ge=1, alias="MAX_BATCH_ROWS")
-    cache_dir: Path = Field(Path("/tmp/modelrail-models"), alias="MODEL_CACHE_DIR")
-    intra_op_threads: int | None = Field(None, ge=1, alias="ORT_INTRA_OP_THREADS")
-    capture_stream: str | None = Field(None, min_length=1, alias="CAPTURE_STREAM")
-    capture_sample_rate: float = Field(0.05, ge=0.0, le=1.0, alias="CAPTURE_SAMPLE_RATE")
-    capture_exclude_inputs: str = Field("", alias="CAPTURE_EXCLUDE_INPUTS")
+    model_name: str = Field(alias=Env.MODEL_NAME.name, pattern=_NAME_PATTERN)
+    model_uri: str = Field(alias=Env.MODEL_URI.name)
+    model_sha256: str = Field(alias=Env.MODEL_SHA256.name)
+    model_version: str = Field("$LATEST", alias=Env.FUNCTION_VERSION.name)
+    max_batch_rows: int = Field(1024, ge=1, alias=Env.MAX_BATCH_ROWS.name)
+    cache_dir: Path = Field(Path("/tmp/modelrail-models"), alias=Env.MODEL_CACHE_DIR.name)
+    intra_op_threads: int | None = Field(None, ge=1, alias=Env.ORT_INTRA_OP_THREADS.name)
+    capture_stream: str | None = Field(None, min_length=1, alias=Env.CAPTURE_STREAM.name)
+    capture_sample_rate: float = Field(0.05, ge=0.0, le=1.0, alias=Env.CAPTURE_SAMPLE_RATE.name)
+    capture_exclude_inputs: str = Field("", alias=Env.CAPTURE_EXCLUDE_INPUTS.name)
 
     @field_validator("model_uri")
     @classmethod
@@ -192,8 +193,8 @@ class InferenceService:
         clock: Callable[[], float] = time.monotonic,
         on_attempt: Callable[[LoadAttempt], None] | None = None,
     ) -> InferenceService:
-        name = environ.get("MODEL_NAME", "unknown")
-        version = environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        name = environ.get(Env.MODEL_NAME.name, "unknown")
+        version = environ.get(Env.FUNCTION_VERSION.name, "$LATEST")
         try:
             settings = Settings.from_environment(environ)
         except ValueError as exc:

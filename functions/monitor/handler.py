@@ -2,7 +2,7 @@
 
 Every run reads the latest window (``WINDOW_MINUTES``, ending at the schedule event's ``time``) of capture
 records per model and version, computes the PSI of every baseline feature and prediction against it, and
-publishes CloudWatch metrics (dimensions ``ModelName``, ``ModelVersion``):
+publishes CloudWatch metrics (names, units and dimensions from catalog.py; ``ModelName`` and ``ModelVersion``):
 
 - ``CapturedRows``: rows captured in the window (also with ``ModelName`` alone, summed over versions, and 0
   when nothing was captured: an alarm on it can tell capture stopping from traffic being quiet);
@@ -14,11 +14,9 @@ is noise). "Live" versions are those with capture records in the window: a versi
 request has nothing to compare. Each run logs one JSON report per model version. A model whose baseline
 cannot be read does not stop the others; the run then fails at its end so that the function's errors show it.
 
-Environment:
-``MODELS``            JSON list of ``{"name", "baseline_uri": "s3://bucket/key", "baseline_sha256"}``
-``CAPTURE_BUCKET``    the capture bucket; ``CAPTURE_PREFIX`` its prefix (default ``capture/``)
-``WINDOW_MINUTES``    default 60; ``MIN_ROWS`` default 100; ``METRIC_NAMESPACE`` default ``modelrail``;
-``MAX_FEATURE_METRICS`` default 50; ``MIN_CANARY_ROWS`` default 50.
+Environment (catalog.py): ``MODELS``, a JSON list of ``{"name", "baseline_uri": "s3://bucket/key",
+"baseline_sha256"}``; ``CAPTURE_BUCKET`` and ``CAPTURE_PREFIX``; ``WINDOW_MINUTES``, ``MIN_ROWS``,
+``METRICS_NAMESPACE``, ``MAX_FEATURE_METRICS``, ``MIN_CANARY_ROWS`` (defaults below).
 
 Canary analysis: when two versions are live in the window (a rollout), ``PredictionDivergence`` for the newest
 is the PSI of its predictions against the other's on the same window (the deployment group's
@@ -41,6 +39,17 @@ from typing import Any
 import boto3
 
 from .capture import CAPTURE_PREFIX, CaptureReader
+from .catalog import (
+    CAPTURED_ROWS,
+    FEATURE_DRIFT,
+    FEATURE_DRIFT_MAX,
+    NAMESPACE,
+    PREDICTION_DIVERGENCE,
+    PREDICTION_DRIFT,
+    Dimension,
+    Env,
+    Metric,
+)
 from .stats import DriftReport, drift_report, prediction_divergence
 
 logger = logging.getLogger("modelrail.monitor")
@@ -67,42 +76,46 @@ class MonitorSettings:
     capture_prefix: str = CAPTURE_PREFIX
     window_minutes: int = 60
     min_rows: int = 100
-    namespace: str = "modelrail"
+    namespace: str = NAMESPACE
     max_feature_metrics: int = 50
     min_canary_rows: int = 50
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> MonitorSettings:
         try:
-            raw = json.loads(environ.get("MODELS") or "")
+            raw = json.loads(environ.get(Env.MODELS.name) or "")
         except ValueError as exc:
-            raise MonitorConfigError(f"MODELS must be a JSON list of models: {exc}") from exc
+            raise MonitorConfigError(f"{Env.MODELS.name} must be a JSON list of models: {exc}") from exc
         if not isinstance(raw, list):
-            raise MonitorConfigError("MODELS must be a JSON list of {name, baseline_uri, baseline_sha256}")
+            raise MonitorConfigError(
+                f"{Env.MODELS.name} must be a JSON list of {{name, baseline_uri, baseline_sha256}}"
+            )
         models = []
         for i, entry in enumerate(raw):
             if not isinstance(entry, dict) or not all(
                 isinstance(entry.get(k), str) for k in ("name", "baseline_uri", "baseline_sha256")
             ):
                 raise MonitorConfigError(
-                    f"MODELS[{i}] must be an object with strings: name, baseline_uri, baseline_sha256"
+                    f"{Env.MODELS.name}[{i}] must be an object with strings: name, baseline_uri, baseline_sha256"
                 )
             if not entry["baseline_uri"].startswith("s3://"):
                 uri = entry["baseline_uri"]
-                raise MonitorConfigError(f"MODELS[{i}].baseline_uri must be s3://bucket/key, got {uri!r}")
+                raise MonitorConfigError(f"{Env.MODELS.name}[{i}].baseline_uri must be s3://bucket/key, got {uri!r}")
             models.append(MonitoredModel(entry["name"], entry["baseline_uri"], entry["baseline_sha256"]))
-        bucket = environ.get("CAPTURE_BUCKET")
+        bucket = environ.get(Env.CAPTURE_BUCKET.name)
         if not bucket:
-            raise MonitorConfigError("CAPTURE_BUCKET is required: the bucket Firehose writes capture records to")
+            raise MonitorConfigError(
+                f"{Env.CAPTURE_BUCKET.name} is required: the bucket Firehose writes capture records to"
+            )
         return cls(
             tuple(models),
             bucket,
-            environ.get("CAPTURE_PREFIX", CAPTURE_PREFIX),
-            _positive(environ, "WINDOW_MINUTES", 60),
-            _positive(environ, "MIN_ROWS", 100),
-            environ.get("METRIC_NAMESPACE") or "modelrail",
-            _positive(environ, "MAX_FEATURE_METRICS", 50),
-            _positive(environ, "MIN_CANARY_ROWS", 50),
+            environ.get(Env.CAPTURE_PREFIX.name, CAPTURE_PREFIX),
+            _positive(environ, Env.WINDOW_MINUTES.name, 60),
+            _positive(environ, Env.MIN_ROWS.name, 100),
+            environ.get(Env.METRICS_NAMESPACE.name) or NAMESPACE,
+            _positive(environ, Env.MAX_FEATURE_METRICS.name, 50),
+            _positive(environ, Env.MIN_CANARY_ROWS.name, 50),
         )
 
 
@@ -188,12 +201,14 @@ def monitor_model(
             continue  # not live in this window
         live[version] = columns
         total_rows += columns.rows
-        dims = [{"Name": "ModelName", "Value": model}, {"Name": "ModelVersion", "Value": version}]
-        metrics.append(_metric("CapturedRows", dims, columns.rows, end, "Count"))
+        dims = _version_dimensions(model, version)
+        metrics.append(_metric(CAPTURED_ROWS, dims, columns.rows, end))
         report: dict[str, Any] = {"model": model, "version": version, "rows": columns.rows}
         if columns.rows < settings.min_rows:
             report["drift"] = None
-            report["note"] = f"{columns.rows} rows in the window, fewer than MIN_ROWS {settings.min_rows}: no drift"
+            report["note"] = (
+                f"{columns.rows} rows in the window, fewer than {Env.MIN_ROWS.name} {settings.min_rows}: no drift"
+            )
         else:
             drift = drift_report(baseline, columns.features, columns.predictions, columns.rows)
             metrics.extend(drift_metrics(drift, dims, end, settings.max_feature_metrics))
@@ -201,7 +216,7 @@ def monitor_model(
         reports.append(report)
         logger.info(json.dumps({"message": "drift report", **report}))
     metrics.extend(canary_metrics(model, live, end, settings.min_canary_rows))
-    metrics.append(_metric("CapturedRows", [{"Name": "ModelName", "Value": model}], total_rows, end, "Count"))
+    metrics.append(_metric(CAPTURED_ROWS, [{"Name": Dimension.MODEL_NAME, "Value": model}], total_rows, end))
     if not reports:
         logger.info(json.dumps({"message": "no captured traffic in the window", "model": model, "rows": 0}))
     put_metrics(cloudwatch, settings.namespace, metrics)
@@ -220,8 +235,7 @@ def canary_metrics(model: str, live: Mapping[str, Any], at: datetime, min_rows: 
     if value is None:
         return []
     logger.info(json.dumps({"message": "canary analysis", "model": model, "old": old, "new": new, "psi": value}))
-    dims = [{"Name": "ModelName", "Value": model}, {"Name": "ModelVersion", "Value": new}]
-    return [_metric("PredictionDivergence", dims, value, at)]
+    return [_metric(PREDICTION_DIVERGENCE, _version_dimensions(model, new), value, at)]
 
 
 def drift_metrics(
@@ -229,17 +243,21 @@ def drift_metrics(
 ) -> list[dict[str, Any]]:
     metrics = []
     if drift.feature_drift_max is not None:
-        metrics.append(_metric("FeatureDriftMax", dims, drift.feature_drift_max, at))
+        metrics.append(_metric(FEATURE_DRIFT_MAX, dims, drift.feature_drift_max, at))
     if drift.prediction_drift is not None:
-        metrics.append(_metric("PredictionDrift", dims, drift.prediction_drift, at))
+        metrics.append(_metric(PREDICTION_DRIFT, dims, drift.prediction_drift, at))
     for entry in drift.worst("feature", max_features):
-        feature_dims = [*dims, {"Name": "Feature", "Value": entry.name}]
-        metrics.append(_metric("FeatureDrift", feature_dims, entry.psi or 0.0, at))
+        feature_dims = [*dims, {"Name": Dimension.FEATURE, "Value": entry.name}]
+        metrics.append(_metric(FEATURE_DRIFT, feature_dims, entry.psi or 0.0, at))
     return metrics
 
 
-def _metric(name: str, dims: list[dict[str, str]], value: float, at: datetime, unit: str = "None") -> dict[str, Any]:
-    return {"MetricName": name, "Dimensions": dims, "Value": float(value), "Timestamp": at, "Unit": unit}
+def _version_dimensions(model: str, version: str) -> list[dict[str, str]]:
+    return [{"Name": Dimension.MODEL_NAME, "Value": model}, {"Name": Dimension.MODEL_VERSION, "Value": version}]
+
+
+def _metric(metric: Metric, dims: list[dict[str, str]], value: float, at: datetime) -> dict[str, Any]:
+    return {"MetricName": metric.name, "Dimensions": dims, "Value": float(value), "Timestamp": at, "Unit": metric.unit}
 
 
 def put_metrics(cloudwatch: Any, namespace: str, metrics: list[dict[str, Any]]) -> None:

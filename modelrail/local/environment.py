@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spec.bundle import ModelBundle
+from spec.catalog import Env
 from spec.models import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
@@ -42,11 +43,11 @@ def execution_environment(
     return {
         **aws,
         **function,
-        "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{function['MODEL_NAME']}",
-        "AWS_LAMBDA_FUNCTION_VERSION": version,
+        "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{function[Env.MODEL_NAME.name]}",
+        Env.FUNCTION_VERSION.name: version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "MODEL_CACHE_DIR": str(cache_dir),  # each environment has its own /tmp
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
+        Env.MODEL_CACHE_DIR.name: str(cache_dir),  # each environment has its own /tmp
+        Env.POWERTOOLS_TRACE_DISABLED.name: "true",  # no X-Ray daemon locally
     }
 
 

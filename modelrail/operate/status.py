@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from spec.alarms import MetricQuery, MetricSource
+from spec import catalog
+from spec.alarms import MetricQuery
 
 from .aws import Aws, explained
 from .deployments import IN_FLIGHT, Deployment, read_deployments
@@ -15,13 +16,13 @@ from .resources import ModelResources
 
 # What each version's row counts, summed over the window: the runtime's EMF metrics and Lambda's own.
 _COUNTS = {
-    "requests": (MetricSource.MODEL, "Requests"),
-    "modelErrors": (MetricSource.MODEL, "ModelErrors"),
-    "nonFinite": (MetricSource.MODEL, "NonFiniteOutputs"),
-    "unavailable": (MetricSource.MODEL, "Unavailable"),
-    "clientErrors": (MetricSource.MODEL, "ClientErrors"),
-    "invocations": (MetricSource.LAMBDA, "Invocations"),
-    "functionErrors": (MetricSource.LAMBDA, "Errors"),
+    "requests": catalog.REQUESTS,
+    "modelErrors": catalog.MODEL_ERRORS,
+    "nonFinite": catalog.NON_FINITE_OUTPUTS,
+    "unavailable": catalog.UNAVAILABLE,
+    "clientErrors": catalog.CLIENT_ERRORS,
+    "invocations": catalog.INVOCATIONS,
+    "functionErrors": catalog.ERRORS,
 }
 
 
@@ -104,7 +105,7 @@ def read_weights(aws: Aws, resources: ModelResources) -> tuple[VersionWeight, ..
 def model_sha256(aws: Aws, resources: ModelResources, version: str) -> str | None:
     """The sha256 of the model a version serves (its MODEL_SHA256 environment variable)."""
     configuration = aws.client("lambda").get_function_configuration(FunctionName=resources.function, Qualifier=version)
-    return ((configuration.get("Environment") or {}).get("Variables") or {}).get("MODEL_SHA256")
+    return ((configuration.get("Environment") or {}).get("Variables") or {}).get(catalog.Env.MODEL_SHA256.name)
 
 
 def read_alarms(aws: Aws, resources: ModelResources) -> tuple[AlarmStatus, ...]:
@@ -144,8 +145,8 @@ def read_traffic(
     end = now or datetime.now(UTC)
     queries: list[dict[str, Any]] = []
     for index, version in enumerate(versions):
-        for key, (source, metric) in _COUNTS.items():
-            query = MetricQuery(id=key, source=source, metric_name=metric, statistic="Sum")
+        for key, metric in _COUNTS.items():
+            query = MetricQuery.of(key, metric, "Sum")
             dimensions = query.dimensions(model_name=resources.model, function_name=resources.function, version=version)
             queries.append(
                 {
@@ -153,7 +154,7 @@ def read_traffic(
                     "MetricStat": {
                         "Metric": {
                             "Namespace": query.namespace,
-                            "MetricName": metric,
+                            "MetricName": query.metric_name,
                             "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
                         },
                         "Period": 60,

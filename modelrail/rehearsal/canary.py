@@ -15,9 +15,9 @@ from typing import Any
 
 from functions.monitor.capture import Columns
 from functions.monitor.stats import prediction_divergence
-from spec.alarms import METRICS_NAMESPACE
+from spec import catalog
 
-from .metrics import Datapoint, MetricStore
+from .metrics import MetricStore, datapoint
 
 
 class CanaryAnalysis:
@@ -68,6 +68,6 @@ class CanaryAnalysis:
             if value is None:
                 continue
             self.latest = value
-            dimensions = frozenset({("ModelName", self.model), ("ModelVersion", self.candidate)})
             stamp = self._published_until - 1e-6  # inside the period that just ended
-            self.store.add([Datapoint(stamp, METRICS_NAMESPACE, "PredictionDivergence", dimensions, value)])
+            metric = catalog.PREDICTION_DIVERGENCE
+            self.store.add([datapoint(stamp, metric, value, model_name=self.model, version=self.candidate)])

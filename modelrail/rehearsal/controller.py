@@ -19,6 +19,7 @@ from functions.acceptance import posttraffic
 from functions.acceptance.criteria import AcceptanceCriteria
 from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
 from modelrail.local.worker import LambdaWorker
+from spec.catalog import Env
 from spec.rollout import RolloutPolicy
 
 from .alarms import AlarmEvaluator
@@ -105,7 +106,7 @@ class DeploymentController:
         if stopped:
             return self._roll_back(stopped, verdict)
         served = posttraffic.check_alias(
-            {"NEW_VERSION_ARN": f"local:{new}", "MODEL_NAME": self.model}, _AliasAsLambda(self.alias)
+            {Env.NEW_VERSION_ARN.name: f"local:{new}", Env.MODEL_NAME.name: self.model}, _AliasAsLambda(self.alias)
         )
         if served != [new] * posttraffic.PROBES:
             return self._roll_back(f"post-traffic hook failed: the alias answered with versions {served}", verdict)

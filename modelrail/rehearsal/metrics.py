@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from spec.rollout import ALIAS_NAME
+from spec import catalog
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,25 @@ def emf_datapoints(lines: Iterable[str], time: float) -> list[Datapoint]:
     return points
 
 
+def datapoint(
+    time: float, metric: catalog.Metric, value: float, *, model_name: str = "", function_name: str = "", version: str
+) -> Datapoint:
+    """One datapoint of a catalog metric, with the dimensions that scope it to ``version``."""
+    dimensions = catalog.version_dimensions(metric, model_name=model_name, function_name=function_name, version=version)
+    return Datapoint(time, metric.namespace, metric.name, frozenset(dimensions.items()), value)
+
+
 def lambda_datapoints(
     function_name: str, version: str, time: float, *, error: bool, duration_ms: float
 ) -> list[Datapoint]:
-    dimensions = frozenset(
-        {("FunctionName", function_name), ("Resource", f"{function_name}:{ALIAS_NAME}"), ("ExecutedVersion", version)}
-    )
+    """What Lambda publishes for one invocation through the alias that ran on ``version``."""
     return [
-        Datapoint(time, "AWS/Lambda", "Invocations", dimensions, 1.0),
-        Datapoint(time, "AWS/Lambda", "Errors", dimensions, 1.0 if error else 0.0),
-        Datapoint(time, "AWS/Lambda", "Duration", dimensions, duration_ms),
+        datapoint(time, metric, value, function_name=function_name, version=version)
+        for metric, value in (
+            (catalog.INVOCATIONS, 1.0),
+            (catalog.ERRORS, 1.0 if error else 0.0),
+            (catalog.DURATION, duration_ms),
+        )
     ]
 
 

@@ -13,6 +13,8 @@ import boto3
 import numpy as np
 import pytest
 
+from functions import catalog
+from functions.catalog import Cadence, Function
 from functions.monitor import handler as monitor
 from functions.monitor.stats import Column, compute_baseline
 from tests.functional.conftest import BUCKET
@@ -94,7 +96,7 @@ def run(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any
         "CAPTURE_BUCKET": BUCKET,
         "WINDOW_MINUTES": "60",
         "MIN_ROWS": "100",
-        "METRIC_NAMESPACE": NAMESPACE,
+        "METRICS_NAMESPACE": NAMESPACE,
     }.items():
         monkeypatch.setenv(key, value)
 
@@ -220,3 +222,33 @@ def test_a_canary_that_predicts_otherwise_is_flagged(s3: Any, run: Callable[...,
     put_capture(s3, "fraud", "8", x, colours, [1] * 100, END - timedelta(minutes=9))  # same inputs, all ones
     run()
     assert (statistic("PredictionDivergence", ModelName="fraud", ModelVersion="8") or 0) > 0.25
+
+
+class RecordingCloudWatch:
+    """Keeps what the monitor hands to PutMetricData, units included (moto's list_metrics drops them)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:  # noqa: N803
+        self.published += [(Namespace, datum) for datum in MetricData]
+
+
+def test_every_metric_the_monitor_publishes_is_in_the_catalog_as_published(s3: Any, run: Callable[..., Any]) -> None:
+    rng = np.random.default_rng(8)
+    put_capture(s3, "fraud", "7", *reference(rng, 400), END - timedelta(minutes=10))
+    put_capture(s3, "fraud", "8", *reference(rng, 200, shift=1.5), END - timedelta(minutes=9))  # a drifting canary
+    run()  # the monitor's environment, as the fixture sets it
+    cloudwatch = RecordingCloudWatch()
+
+    monitor.handler(EVENT, None, clients={"s3": s3, "cloudwatch": cloudwatch})
+
+    names = {datum["MetricName"] for _, datum in cloudwatch.published}
+    assert names == {m.name for m in catalog.METRICS if m.publisher is Function.MONITOR}
+    for namespace, datum in cloudwatch.published:
+        assert namespace == NAMESPACE  # the environment's METRICS_NAMESPACE
+        metric = catalog.metric(catalog.NAMESPACE, datum["MetricName"])
+        assert metric is not None
+        assert (metric.publisher, metric.cadence) == (Function.MONITOR, Cadence.PER_MONITOR_RUN)
+        assert datum["Unit"] == metric.unit, metric.name
+        assert tuple(d["Name"] for d in datum["Dimensions"]) in metric.dimension_sets, metric.name

@@ -94,9 +94,16 @@ def lambda_like(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def function_code(package: str, destination: Path) -> Path:
-    """functions/ with only ``package`` of the function packages, as infra/inference.py's functions_code ships it."""
+    """functions/ with only ``package`` of the function packages, as infra/inference.py's functions_code ships it:
+    the package's catalog.py (a symlink here) copied as the file it points to, as the asset materializes it."""
     others = [p for p in FUNCTION_PACKAGES if p != package]
-    shutil.copytree(ROOT / "functions", destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *others))
+    shutil.copytree(
+        ROOT / "functions",
+        destination,
+        symlinks=False,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *others),
+    )
+    assert not (destination / package / "catalog.py").is_symlink()
     return destination
 
 
