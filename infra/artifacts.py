@@ -22,6 +22,7 @@ from constructs import Construct
 
 from spec.bundle import artifact_prefix
 from spec.models import DeployedModel
+from spec.permissions import artifact_versions, read_artifact_versions, s3_object_arn
 
 from .nag import acknowledge
 
@@ -52,8 +53,14 @@ class ArtifactLocation:
         before the alias shifts, so the version still serving, and every rollback target, must keep reading the
         artifact it was published with.
         """
-        resource = f"{self.prefix}*" if self.prefix else self.key
-        self._grant(grantee, scope, resource)
+        # One definition with the local environment, which enforces the same statement on its workers' S3 calls.
+        statement = read_artifact_versions(
+            self.bucket_name, self.key, prefix=self.prefix, partition=Stack.of(scope).partition
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(statement.actions), resources=list(statement.resources))
+        )
+        resource = artifact_versions(self.key, self.prefix)
         if self.prefix and isinstance(grantee, Construct):
             bucket = Stack.of(scope).resolve(self.bucket_name)
             shown = f"<{bucket['Ref']}>" if isinstance(bucket, dict) and "Ref" in bucket else bucket
@@ -66,7 +73,7 @@ class ArtifactLocation:
             )
 
     def _grant(self, grantee: iam.IGrantable, scope: Construct, resource: str) -> None:
-        arn = f"arn:{Stack.of(scope).partition}:s3:::{self.bucket_name}/{resource}"
+        arn = s3_object_arn(self.bucket_name, resource, Stack.of(scope).partition)
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
 
 

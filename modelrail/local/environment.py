@@ -21,6 +21,7 @@ from spec.models import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
 from .gateway import LocalGateway, Observer
+from .permissions import LocalRoles
 from .worker import LambdaWorker
 
 
@@ -58,6 +59,7 @@ class LocalCloud:
         self.aws = EmbeddedAWS()
         self._stack = contextlib.ExitStack()
         self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
+        self.roles = LocalRoles(self._tmp / "roles", bucket=ARTIFACT_BUCKET)  # what each deploy grants its function
 
     def start(self) -> LocalCloud:
         self._stack.callback(shutil.rmtree, self._tmp, ignore_errors=True)
@@ -82,6 +84,7 @@ class LocalCloud:
         """Upload the bundle's model content-addressed (as the CDK asset does) and describe its function."""
         model = DeployedModel.of_bundle(bundle)
         self.aws.client("s3").upload_file(str(bundle.model_path), ARTIFACT_BUCKET, model.artifact_key)
+        self.roles.deploy(model)
         return LocalDeployment(model, f"s3://{ARTIFACT_BUCKET}/{model.artifact_key}")
 
     def start_worker(self, deployed: LocalDeployment, version: str) -> LambdaWorker:
@@ -90,7 +93,7 @@ class LocalCloud:
         environment = execution_environment(
             self.aws.environment(), deployed.environment, version=version, cache_dir=self._tmp / f"{name}-{version}"
         )
-        worker = LambdaWorker(f"modelrail-{name}", environment)
+        worker = LambdaWorker(f"modelrail-{name}", environment, role=self.roles.path(name))
         self._stack.callback(worker.stop)
         return worker.start()
 

@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 HANDLER = "functions.inference.handler.lambda_handler"
@@ -71,7 +72,9 @@ class _Capture(io.TextIOBase):
         return text.splitlines()
 
 
-def _run(conn: Connection, environment: dict[str, str], handler_path: str, function_name: str) -> None:
+def _run(
+    conn: Connection, environment: dict[str, str], handler_path: str, function_name: str, role: str | None = None
+) -> None:
     os.environ.update(environment)
     version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     memory_mb = int(environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
@@ -79,6 +82,10 @@ def _run(conn: Connection, environment: dict[str, str], handler_path: str, funct
     capture = _Capture()
     sys.stdout = capture
     try:
+        if role is not None:  # the function's role, checked on each S3 call the handler makes
+            from .permissions import enforce
+
+            enforce(Path(role), function_name)
         module_name, _, attribute = handler_path.rpartition(".")
         handler = getattr(importlib.import_module(module_name), attribute)
     except BaseException as exc:  # an init error, as Lambda reports Runtime.ImportModuleError
@@ -114,8 +121,11 @@ class LambdaWorker:
     with the same environment (a new cold start) takes the next invocations.
     """
 
-    def __init__(self, function_name: str, environment: dict[str, str], handler: str = HANDLER) -> None:
+    def __init__(
+        self, function_name: str, environment: dict[str, str], handler: str = HANDLER, *, role: Path | None = None
+    ) -> None:
         self.function_name = function_name
+        self.role = role  # the role document its S3 calls are checked against (modelrail.local.permissions)
         self.environment = environment
         self.version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         self.handler = handler
@@ -148,7 +158,7 @@ class LambdaWorker:
         parent, child = _spawn.Pipe()
         process = _spawn.Process(
             target=_run,
-            args=(child, self.environment, self.handler, self.function_name),
+            args=(child, self.environment, self.handler, self.function_name, str(self.role) if self.role else None),
             daemon=True,
             name=f"lambda:{self.function_name}:{self.version}",
         )

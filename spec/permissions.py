@@ -1,0 +1,72 @@
+"""What a deployed function's role may do on S3, as data: the CDK construct grants these statements and the local
+environment enforces them on every S3 call its workers make, so a rehearsal runs with the access a deploy leaves.
+
+IAM semantics kept here: an implicit deny unless an Allow matches; ``*`` in a resource matches any run of
+characters (``/`` included), ``?`` exactly one; action names are case-insensitive, resources are not.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .bundle import artifact_prefix
+
+ARTIFACT_READ_ACTIONS = ("s3:GetObject",)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One Allow statement of a role's identity policy."""
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def allows(self, action: str, resource: str) -> bool:
+        return any(_matches(a.lower(), action.lower()) for a in self.actions) and any(
+            _matches(r, resource) for r in self.resources
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {"Effect": "Allow", "Action": list(self.actions), "Resource": list(self.resources)}
+
+    @classmethod
+    def from_json(cls, statement: dict[str, object]) -> Statement:
+        if statement.get("Effect") != "Allow":
+            raise ValueError(f"only Allow statements are modelled, got Effect {statement.get('Effect')!r}")
+        actions, resources = statement["Action"], statement["Resource"]
+        return cls(
+            tuple([actions] if isinstance(actions, str) else actions),  # type: ignore[arg-type]
+            tuple([resources] if isinstance(resources, str) else resources),  # type: ignore[arg-type]
+        )
+
+
+def s3_object_arn(bucket: str, key: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:s3:::{bucket}/{key}"
+
+
+def artifact_versions(key: str, prefix: str | None) -> str:
+    """The object pattern that covers every version of an artifact: its folder's objects, or the key alone."""
+    return f"{prefix}*" if prefix else key
+
+
+def read_artifact_versions(bucket: str, key: str, *, prefix: str | None, partition: str = "aws") -> Statement:
+    """What a function's role needs to read its artifact: the role is shared by all the function's versions and
+    updated before the alias shifts, so the version serving now and every rollback target read through it."""
+    return Statement(ARTIFACT_READ_ACTIONS, (s3_object_arn(bucket, artifact_versions(key, prefix), partition),))
+
+
+def inference_role(bucket: str, name: str, key: str) -> tuple[Statement, ...]:
+    """The S3 statements the inference function's role carries for a model deployed from a bundle (its artifact
+    lives under the model's content-addressed prefix, as ``infra/artifacts.py`` places it)."""
+    return (read_artifact_versions(bucket, key, prefix=artifact_prefix(name)),)
+
+
+@lru_cache(maxsize=256)
+def _pattern(wildcard: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in wildcard), re.DOTALL)
+
+
+def _matches(wildcard: str, value: str) -> bool:
+    return _pattern(wildcard).fullmatch(value) is not None
