@@ -13,6 +13,7 @@ from spec.bundle import BundleError, ModelBundle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_BUNDLE = ROOT / "models" / "iris"
+OUTCOMES = ("promoted", "blocked", "rolled_back", "inconclusive")  # a rehearsed rollout's (rehearsal/controller.py)
 
 
 def _load_bundles(paths: list[str]) -> list[ModelBundle]:
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--time-scale", type=float, default=None, help="rehearsed seconds per real second")
     rehearse.add_argument("--rate", type=float, default=40.0, help="requests per real second (default 40)")
     rehearse.add_argument("--report", metavar="PATH", help="write the JSON report here")
+    rehearse.add_argument(
+        "--expect",
+        choices=OUTCOMES,
+        help="with --baseline/--candidate: the outcome this rollout should have; exit 0 if it does, 1 otherwise "
+        "(default: promoted)",
+    )
     rehearse.set_defaults(run=cmd_rehearse)
 
     baseline = commands.add_parser(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from modelrail.local.environment import LocalCloud
 from spec.base import SpecError
-from spec.bundle import BundleError
+from spec.bundle import BundleError, ModelBundle
 from spec.models import load_spec
 
 from .scenarios import DEFAULT_TIME_SCALE, Scenario, default_scenarios, run_scenario
@@ -29,9 +30,14 @@ def rehearse(args: argparse.Namespace) -> int:
     if bool(args.baseline) != bool(args.candidate):
         console.print("modelrail: --baseline and --candidate go together", style="red")
         return 2
+    if args.expect and not args.baseline:
+        console.print("modelrail: --expect goes with --baseline and --candidate", style="red")
+        return 2
     try:
         environment = load_spec().environment(args.env)
         replay = load_traffic_file(Path(args.traffic)) if args.traffic else None
+        if args.baseline:
+            _note_names(ModelBundle.load(args.baseline), ModelBundle.load(args.candidate))
     except (SpecError, BundleError, ValueError, OSError) as exc:
         console.print(f"modelrail: {exc}", style="red", highlight=False)
         return 2
@@ -39,7 +45,10 @@ def rehearse(args: argparse.Namespace) -> int:
     scenarios = (
         [
             Scenario(
-                f"{Path(args.baseline).name} -> {Path(args.candidate).name}", Path(args.baseline), Path(args.candidate)
+                f"{Path(args.baseline).name} -> {Path(args.candidate).name}",
+                Path(args.baseline),
+                Path(args.candidate),
+                args.expect or "promoted",  # anything else fails the command unless --expect says it was the point
             )
         ]
         if own
@@ -85,16 +94,36 @@ def rehearse(args: argparse.Namespace) -> int:
     console.rule("[bold]rehearsal summary")
     for result in results:
         mark = "as expected" if result["as_expected"] else f"EXPECTED {result['expected']}"
-        console.print(
-            f"{result['name']}: {result['outcome']} ({mark}) - {result['reason']}; candidate served "
-            f"{result['candidate_served']} user requests, failed {result['candidate_failed']}",
-            highlight=False,
-        )
+        if own and not result["as_expected"] and not args.expect:
+            mark += f"; --expect {result['outcome']} if that was the point"
+        console.print(f"{result['name']}: {result['outcome']} ({mark}) - {result['reason']}", highlight=False)
+        console.print(f"  {_shares(result)}", highlight=False)
     console.print(
         f"{len(results)} scenario(s) in {elapsed:.0f} s" + (f"; report: {args.report}" if args.report else "")
     )
     if stop.is_set():
         return 130
-    if own:
-        return 0
     return 0 if len(results) == len(scenarios) and all(r["as_expected"] for r in results) else 1
+
+
+def _note_names(baseline: ModelBundle, candidate: ModelBundle) -> None:
+    """The candidate is rehearsed as the next version of the baseline's model, as a deploy of it would be."""
+    if candidate.name != baseline.name:
+        print(
+            f"modelrail: note: the candidate is named '{candidate.name}', the baseline '{baseline.name}': "
+            f"rehearsing it as the next version of '{baseline.name}'",
+            file=sys.stderr,
+        )
+
+
+def _shares(result: dict[str, Any]) -> str:
+    """The candidate's failed share next to what all users saw from its first request to the decision."""
+    window = result.get("deployment_window")
+    if window is None:
+        return "the candidate served no user requests"
+    return (
+        f"candidate: {window['candidate_failed']} of {window['candidate_requests']} requests failed "
+        f"({window['candidate_failed_share']:.1%}; {window['candidate_client_errors']} answered 4xx); "
+        f"all requests in the deployment window ({window['seconds']:.0f} rehearsed s): {window['failed']} of "
+        f"{window['requests']} failed ({window['failed_share']:.1%})"
+    )

@@ -7,6 +7,7 @@ part of real traffic, rolled back by the canary's alarms.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from .controller import DeploymentController, describe
 from .drift import DriftWatch
 from .metrics import MetricStore
 from .traffic import LoadGenerator, RequestMix
+from .verdict import deployment_window
 from .view import RehearsalView
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +69,8 @@ def run_scenario(
     baseline_bundle = ModelBundle.load(scenario.baseline)
     candidate_bundle = ModelBundle.load(scenario.candidate)
     model = baseline_bundle.name
-    if candidate_bundle.name != model:
-        raise ValueError(f"the candidate is model {candidate_bundle.name!r} but the baseline is {model!r}")
+    if candidate_bundle.name != model:  # the next version of the baseline's model, whatever its folder says
+        candidate_bundle = dataclasses.replace(candidate_bundle, name=model)
     function_name = f"modelrail-{environment.name}-{model}"
 
     # Both execution environments cold-start at once, as two Lambda versions would.
@@ -147,6 +149,8 @@ def run_scenario(
         "candidate_served": stats.total if stats else 0,
         "candidate_share": round((stats.total if stats else 0) / max(1, sum(s.total for s in alias.stats.values())), 4),
         "candidate_failed": stats.errors if stats else 0,
+        # From the candidate's first request to the decision: what all users saw, next to the candidate's own share.
+        "deployment_window": deployment_window(controller.requests, candidate.version, result.decided_at),
         "decided_after_s": _since(first, result.decided_at),
         "alarms": [{"name": a.name, "final_state": a.state, "fired_at_s": _since(first, a.fired_at())} for a in alarms],
         "prediction_divergence": round(canary.latest, 4) if canary.latest is not None else None,

@@ -188,6 +188,8 @@ def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
             "60",
             "--report",
             str(report),
+            "--expect",  # a rollback is the point here; without this the command exits 1
+            "rolled_back",
         ],
         cwd=ROOT,
         capture_output=True,
