@@ -15,6 +15,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from spec.alarms import CAPTURE_BUFFER_INTERVAL_S
+
 from .artifacts import private_bucket
 from .nag import acknowledge, logical_id
 
@@ -67,9 +69,10 @@ class DataCaptureStream(Construct):
                 prefix=PARTITIONED_PREFIX,
                 error_output_prefix="capture-errors/!{firehose:error-output-type}/!{timestamp:yyyy-MM-dd-HH}/",
                 compression_format="GZIP",
-                # Dynamic partitioning needs buffers of at least 64 MB; the interval bounds the delay instead.
+                # Dynamic partitioning needs buffers of at least 64 MB; the interval bounds the delay instead (the
+                # spec's alarm check counts on it: spec.alarms.CAPTURE_BUFFER_INTERVAL_S).
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
-                    interval_in_seconds=60, size_in_m_bs=64
+                    interval_in_seconds=CAPTURE_BUFFER_INTERVAL_S, size_in_m_bs=64
                 ),
                 dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
                     enabled=True,

@@ -91,6 +91,7 @@ class DriftMonitor(Construct):
                 Env.CAPTURE_BUCKET.name: capture.bucket.bucket_name,
                 Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
                 Env.WINDOW_MINUTES.name: str(settings.window_minutes),
+                Env.MIN_CANARY_ROWS.name: str(settings.min_canary_rows),
                 Env.METRICS_NAMESPACE.name: NAMESPACE,
             },
         )

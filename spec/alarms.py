@@ -1,4 +1,5 @@
-"""The rollout alarms as data: which metric each watches, how CloudWatch turns it into a state, with what thresholds.
+"""The rollout alarms as data: which metric each watches, how CloudWatch turns it into a state, with what thresholds,
+and how long each needs, at worst, to go to ALARM once its metric turns bad (what the spec checks against a step).
 
 ``cdk synth`` turns each AlarmDefinition into an AWS::CloudWatch::Alarm; the rehearsal evaluates the same object.
 """
@@ -13,6 +14,30 @@ from pydantic import Field, model_validator
 
 from . import catalog
 from .base import SpecModel
+
+# --- when a datapoint reaches CloudWatch, per cadence (how long an alarm waits before it can see it) -----------
+
+MONITOR_SCHEDULE_MINUTES = 5
+"""The default ``monitoring.schedule_minutes``: how often the drift monitor (and canary analysis) runs."""
+CAPTURE_BUFFER_INTERVAL_S = 60
+"""Firehose's buffering interval for data capture (infra/capture.py). Dynamic partitioning allows no less."""
+CAPTURE_DELIVERY_S = CAPTURE_BUFFER_INTERVAL_S * 3 // 2
+"""Captured record to S3 object, at worst: with dynamic partitioning Firehose buffers in several stages and a
+batch may take 1.5 times the buffering interval end to end (Amazon Data Firehose Developer Guide, "Configure
+buffering hints")."""
+CLOUDWATCH_DELIVERY_S = catalog.STANDARD_RESOLUTION_S
+"""Assumed: a per-request (EMF) or Lambda datapoint is in CloudWatch, for alarms, within one minute. Lambda sends
+its metrics "in 1-minute intervals" (AWS Lambda Developer Guide, "Monitoring functions: types of metrics");
+EMF metrics exist once CloudWatch Logs has processed the log event, which Lambda flushes as the invocation ends
+(CloudWatch User Guide, "Setting alarms on metrics created with the embedded metric format")."""
+
+
+def delivery_delay_s(metric: catalog.Metric, monitor_schedule_minutes: int) -> int:
+    """Worst case from an event to its datapoint in CloudWatch: for the monitor's metrics, the capture's delivery
+    to S3 plus one schedule until the next run reads it; for the rest, CloudWatch's own delivery."""
+    if metric.cadence is catalog.Cadence.PER_MONITOR_RUN:
+        return CAPTURE_DELIVERY_S + monitor_schedule_minutes * 60
+    return CLOUDWATCH_DELIVERY_S
 
 
 class MetricSource(StrEnum):
@@ -166,6 +191,35 @@ class AlarmDefinition(SpecModel):
             breaching += len(window) - len(present)
         return "ALARM" if breaching >= self.datapoints_to_alarm else "OK"
 
+    def seconds_to_alarm(self, monitor_schedule_minutes: int) -> int:
+        """Worst case from the metric turning bad to ALARM: ``datapoints_to_alarm`` breaching periods, plus the
+        delay before the slowest metric's datapoint is in CloudWatch. (CloudWatch's default sliding window may
+        see a breaching datapoint sooner; this is the bound a rollout step has to cover.)"""
+        delay = max(delivery_delay_s(q.metric, monitor_schedule_minutes) for q in self.metrics)
+        return self.datapoints_to_alarm * self.period_seconds + delay
+
+
+class AlarmWindow(SpecModel):
+    """Period and M-of-N of one alarm that does not follow the common window."""
+
+    period_seconds: int = Field(ge=10, le=86_400)
+    evaluation_periods: int = Field(default=1, ge=1, le=60)
+    datapoints_to_alarm: int = Field(default=1, ge=1, le=60)
+
+    @model_validator(mode="after")
+    def _valid_for_cloudwatch(self) -> AlarmWindow:
+        if self.period_seconds not in (10, 20, 30) and self.period_seconds % 60:
+            raise ValueError(
+                f"period_seconds must be 10, 20, 30 or a multiple of 60 (CloudWatch's periods), "
+                f"got {self.period_seconds}"
+            )
+        if self.datapoints_to_alarm > self.evaluation_periods:
+            raise ValueError(
+                f"datapoints_to_alarm ({self.datapoints_to_alarm}) must be <= evaluation_periods "
+                f"({self.evaluation_periods})"
+            )
+        return self
+
 
 class AlarmThresholds(SpecModel):
     """What may go wrong on the new version before CodeDeploy rolls it back. Rates are percentages."""
@@ -180,9 +234,18 @@ class AlarmThresholds(SpecModel):
         gt=0,
         description="canary analysis: PSI of the new version's predictions against the old one's, same traffic",
     )
-    period_seconds: Literal[10, 30, 60, 120, 300] = 60
+    period_seconds: Literal[10, 30, 60, 120, 300] = Field(
+        default=60, description="the common window of the per-request and Lambda alarms"
+    )
     evaluation_periods: int = Field(default=3, ge=1, le=60)
     datapoints_to_alarm: int = Field(default=2, ge=1, le=60)
+    prediction_divergence_window: AlarmWindow | None = Field(
+        default=None,
+        description=(
+            "the prediction-divergence alarm's own window; by default one period of the monitor's schedule, 1 of 1 "
+            "(PredictionDivergence has one datapoint per monitor run, so the common window cannot fit it)"
+        ),
+    )
 
     @model_validator(mode="after")
     def _m_of_n(self) -> AlarmThresholds:
@@ -193,8 +256,13 @@ class AlarmThresholds(SpecModel):
             )
         return self
 
-    def definitions(self) -> tuple[AlarmDefinition, ...]:
-        """Every alarm that watches a new version during its rollout (each one stops and rolls it back)."""
+    def definitions(self, *, monitor_schedule_minutes: int = MONITOR_SCHEDULE_MINUTES) -> tuple[AlarmDefinition, ...]:
+        """Every alarm that watches a new version during its rollout (each one stops and rolls it back).
+
+        The per-request and Lambda alarms share the common window; prediction-divergence has its own, by default
+        one period of ``monitor_schedule_minutes`` (the drift monitor's schedule), 1 of 1.
+        """
+        divergence = self.prediction_divergence_window or AlarmWindow(period_seconds=monitor_schedule_minutes * 60)
         common: dict[str, Any] = {
             "period_seconds": self.period_seconds,
             "evaluation_periods": self.evaluation_periods,
@@ -258,6 +326,9 @@ class AlarmThresholds(SpecModel):
                 ),
                 metrics=(q("divergence", catalog.PREDICTION_DIVERGENCE, "Maximum"),),
                 threshold=self.prediction_divergence,
-                **common,
+                period_seconds=divergence.period_seconds,
+                evaluation_periods=divergence.evaluation_periods,
+                datapoints_to_alarm=divergence.datapoints_to_alarm,
+                treat_missing_data="notBreaching",  # no run yet, or too few canary rows: neither hold nor roll back
             ),
         )

@@ -1,12 +1,16 @@
-"""Everything that differs between environments: rollout, alarms, function sizing, API, monitoring."""
+"""Everything that differs between environments: rollout, alarms, function sizing, API, monitoring; and the check
+that every rollout alarm can fire, and fire within one rollout step."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .alarms import AlarmDefinition, AlarmThresholds
+from . import catalog
+from .alarms import MONITOR_SCHEDULE_MINUTES, AlarmDefinition, AlarmThresholds, delivery_delay_s
 from .base import SpecModel
 from .rollout import RolloutPolicy
 
@@ -46,38 +50,148 @@ class MonitoringSettings(SpecModel):
 
     capture: bool = Field(default=True, description="sample requests and answers to S3 through Firehose")
     sample_rate: float = Field(default=0.05, gt=0, le=1, description="share of successful requests captured")
-    schedule_minutes: int = Field(default=5, ge=1, le=60, description="how often the drift monitor runs")
+    schedule_minutes: int = Field(
+        default=MONITOR_SCHEDULE_MINUTES,
+        ge=1,
+        le=60,
+        description="how often the drift monitor runs, and so how often PredictionDivergence can change",
+    )
     window_minutes: int = Field(default=60, ge=5, le=1440, description="captured data each run compares")
     feature_drift_threshold: float = Field(default=0.25, gt=0, description="alarm when max feature PSI exceeds it")
     prediction_drift_threshold: float = Field(default=0.25, gt=0, description="alarm when prediction PSI exceeds it")
+    min_canary_rows: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="captured canary rows before the monitor publishes PredictionDivergence",
+    )
     notify_emails: tuple[str, ...] = Field(default=(), description="subscribed to the drift topic")
     capture_retention_days: int = Field(default=90, ge=1, le=3650, description="captured data expires after this")
 
 
+@dataclass(frozen=True)
+class CanaryAnalysisTraffic:
+    """What the canary analysis needs to decide within the first step, at one row per request."""
+
+    requests: int
+    """Requests to the alias that leave ``min_canary_rows`` captured rows on the canary."""
+    step_seconds: int
+    seconds_available: int
+    """The part of the step in which those requests must arrive for the alarm to fire before the step ends."""
+
+    @property
+    def per_second_over_the_step(self) -> float:
+        return self.requests / self.step_seconds
+
+    @property
+    def per_second_needed(self) -> float | None:
+        """The steady rate that gets the rows in time; None when the step leaves no time at all."""
+        return self.requests / self.seconds_available if self.seconds_available > 0 else None
+
+
 class EnvironmentSpec(SpecModel):
-    """Everything that differs between environments; the constructs see nothing else."""
+    """Everything that differs between environments; the constructs see nothing else.
+
+    Every rollout alarm must be able to fire: its period may not be shorter than the interval at which its metric
+    is published, and for canary and linear rollouts the time it needs to go to ALARM (its datapoints times its
+    period, plus the delay before its metric reaches CloudWatch) must fit in one step, or the step ends (and the
+    canary reaches everyone) before the alarm can stop it. An all_at_once rollout has no step to fit: CodeDeploy
+    watches alarms only while a deployment runs, and an all-at-once deployment ends seconds after its post-traffic
+    hook, so only the pre-traffic acceptance gate protects it; its alarms are checked for their metric only.
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
     account: str | None = Field(default=None, pattern=r"^\d{12}$")
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
     rollout: RolloutPolicy
+    # monitoring comes before alarms: the alarms' check reads its schedule.
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
     function: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
-    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
-    @model_validator(mode="after")
-    def _alarms_can_fire_within_a_step(self) -> EnvironmentSpec:
-        # An alarm that needs more data than a canary step lasts cannot stop that step: the canary would
-        # reach 100% before its alarm could fire.
-        needed = self.alarms.datapoints_to_alarm * self.alarms.period_seconds
-        if self.rollout.interval_minutes is not None and needed > self.rollout.interval_minutes * 60:
-            raise ValueError(
-                f"alarms need {needed} s of data to fire (alarms.datapoints_to_alarm x alarms.period_seconds) "
-                f"but each {self.rollout.kind} step lasts {self.rollout.interval_minutes * 60} s "
-                "(rollout.interval_minutes): lengthen the step or shorten the alarm window"
-            )
-        return self
+    @field_validator("alarms")
+    @classmethod
+    def _alarms_can_fire(cls, alarms: AlarmThresholds, info: ValidationInfo) -> AlarmThresholds:
+        monitoring = info.data.get("monitoring")
+        if not isinstance(monitoring, MonitoringSettings):
+            return alarms  # its own error is reported
+        rollout = info.data.get("rollout")
+        schedule = monitoring.schedule_minutes
+        problems = []
+        for definition in alarms.definitions(monitor_schedule_minutes=schedule):
+            monitored = any(q.metric.cadence is catalog.Cadence.PER_MONITOR_RUN for q in definition.metrics)
+            if monitored and not monitoring.capture:
+                continue  # no capture, no monitor: nothing publishes its metric, whatever its window
+            problems.extend(_faster_than_its_metric(definition, schedule))
+            if isinstance(rollout, RolloutPolicy) and rollout.interval_minutes is not None:
+                problems.extend(_longer_than_a_step(definition, schedule, rollout))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return alarms
 
     def alarm_definitions(self) -> tuple[AlarmDefinition, ...]:
-        return self.alarms.definitions()
+        return self.alarms.definitions(monitor_schedule_minutes=self.monitoring.schedule_minutes)
+
+    def canary_analysis_traffic(self) -> CanaryAnalysisTraffic | None:
+        """Traffic the prediction-divergence alarm needs to stop the first step; None for all_at_once (no step)."""
+        policy = self.rollout
+        if policy.percentage is None or policy.interval_minutes is None:
+            return None
+        (divergence,) = (d for d in self.alarm_definitions() if d.name == "prediction-divergence")
+        share = self.monitoring.sample_rate * policy.percentage / 100
+        step = policy.interval_minutes * 60
+        return CanaryAnalysisTraffic(
+            requests=math.ceil(round(self.monitoring.min_canary_rows / share, 6)),  # 50 / 0.005 is not exact
+            step_seconds=step,
+            seconds_available=step - divergence.seconds_to_alarm(self.monitoring.schedule_minutes),
+        )
+
+
+def _published_by(metric: catalog.Metric, schedule_minutes: int) -> str:
+    if metric.cadence is catalog.Cadence.PER_MONITOR_RUN:
+        return f"monitoring.schedule_minutes {schedule_minutes}"
+    return "CloudWatch standard resolution"
+
+
+def _faster_than_its_metric(definition: AlarmDefinition, schedule_minutes: int) -> list[str]:
+    """An alarm whose period is shorter than its metric's interval sees most periods empty."""
+    problems = []
+    for metric in {q.metric.name: q.metric for q in definition.metrics}.values():
+        interval = metric.interval_s(schedule_minutes)
+        if definition.period_seconds >= interval:
+            continue
+        # Of N periods shorter than the interval, at most ceil(N * period / interval) can hold a datapoint.
+        fillable = math.ceil(definition.evaluation_periods * definition.period_seconds / interval)
+        consequence = (
+            "it can never fire"
+            if fillable < definition.datapoints_to_alarm
+            else f"most of its periods hold no datapoint, so it can be in ALARM for one period per {interval} s at most"
+        )
+        problems.append(
+            f"{definition.name} evaluates {definition.period_seconds} s periods but {metric.name} is published "
+            f"every {interval} s ({_published_by(metric, schedule_minutes)}): {consequence}; "
+            f"use a period of at least {interval} s"
+        )
+    return problems
+
+
+def _longer_than_a_step(definition: AlarmDefinition, schedule_minutes: int, policy: RolloutPolicy) -> list[str]:
+    """An alarm that needs longer than a step to go to ALARM cannot stop that step's traffic shift."""
+    assert policy.interval_minutes is not None
+    step = policy.interval_minutes * 60
+    needed = definition.seconds_to_alarm(schedule_minutes)
+    if needed <= step:
+        return []
+    slowest = max((q.metric for q in definition.metrics), key=lambda m: delivery_delay_s(m, schedule_minutes))
+    delay = delivery_delay_s(slowest, schedule_minutes)
+    if slowest.cadence is catalog.Cadence.PER_MONITOR_RUN:
+        how = f"capture delivery {delay - schedule_minutes * 60} s + monitoring.schedule_minutes {schedule_minutes}"
+    else:
+        how = "CloudWatch delivery"
+    return [
+        f"{definition.name} needs up to {needed} s to go to ALARM ({definition.datapoints_to_alarm} x "
+        f"{definition.period_seconds} s periods + {delay} s until {slowest.name} reaches CloudWatch: {how}) but "
+        f"each {policy.kind} step lasts {step} s (rollout.interval_minutes {policy.interval_minutes}): it cannot "
+        f"stop the step; make the step at least {math.ceil(needed / 60)} minutes or the alarm's window shorter"
+    ]

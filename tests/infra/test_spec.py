@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from spec.bundle import ModelBundle
 from spec.models import load_spec, parse_spec
 from spec.rollout import RolloutPolicy
 from tests.infra.conftest import CDK_CONTEXT, ROOT
+from tests.infra.template_queries import resources
 
 SPEC: dict[str, Any] = CDK_CONTEXT["modelrail"]
 
@@ -43,7 +45,7 @@ def test_committed_spec_loads_with_the_sample_bundle() -> None:
     bundle = ModelBundle.load(ROOT / "models" / "iris")
     assert (model.name, model.sha256, model.max_batch_rows) == ("iris", bundle.sha256(), 1024)
     assert spec.environment("staging").rollout.kind == "all_at_once"
-    assert spec.environment("production").rollout.schedule() == ((0, 10), (5, 100))
+    assert spec.environment("production").rollout.schedule() == ((0, 10), (15, 100))
 
 
 def test_unknown_rollout_kind_names_the_field_and_the_allowed_kinds() -> None:
@@ -117,11 +119,141 @@ def test_unknown_fields_and_inconsistent_alarm_windows_are_refused() -> None:
 
 
 def test_a_canary_step_shorter_than_the_alarm_window_is_refused() -> None:
+    # 2 of 3 one-minute periods, plus a minute before Lambda's and the EMF's datapoints are in CloudWatch.
     message = error_of(
         spec_with("environments.production.rollout", {"kind": "canary", "percentage": 10, "interval_minutes": 1})
     )
-    assert "context.modelrail.environments.production: alarms need 120 s of data to fire" in message
-    assert "each canary step lasts 60 s" in message
+    assert "context.modelrail.environments.production.alarms: model-error-rate needs up to 180 s to go to ALARM" in (
+        message
+    )
+    assert "(2 x 60 s periods + 60 s until Requests reaches CloudWatch: CloudWatch delivery)" in message
+    assert "each canary step lasts 60 s (rollout.interval_minutes 1): it cannot stop the step" in message
+
+
+# --- alarms that can fire ---------------------------------------------------------------------------------------
+# CloudWatch turns each period into one value (no datapoint: missing, which these alarms treat as not breaching) and
+# alarms on datapoints_to_alarm breaching periods of the latest evaluation_periods (CloudWatch User Guide, "Using
+# Amazon CloudWatch alarms"); CodeDeploy stops a deployment on an alarm in ALARM only while the deployment runs
+# (CodeDeploy User Guide, "Monitoring deployments with CloudWatch alarms in CodeDeploy").
+
+ONE_MINUTE_TWO_OF_THREE = {"period_seconds": 60, "evaluation_periods": 3, "datapoints_to_alarm": 2}
+
+
+def test_an_alarm_faster_than_its_metric_is_refused() -> None:
+    # What production deployed before: PredictionDivergence, one datapoint per 5-minute monitor run, watched over
+    # one-minute periods, 2 of 3. At most one period in three ever holds a datapoint: it could never fire.
+    message = error_of(
+        spec_with("environments.production.alarms.prediction_divergence_window", ONE_MINUTE_TWO_OF_THREE)
+    )
+    assert (
+        "context.modelrail.environments.production.alarms: prediction-divergence evaluates 60 s periods but "
+        "PredictionDivergence is published every 300 s (monitoring.schedule_minutes 5): it can never fire; "
+        "use a period of at least 300 s"
+    ) in message
+
+
+def test_a_slower_monitor_or_sub_minute_periods_are_refused_too() -> None:
+    slower = spec_with("environments.production.monitoring.schedule_minutes", 10)
+    slower["environments"]["production"]["alarms"]["prediction_divergence_window"] = {"period_seconds": 300}
+    assert (
+        "prediction-divergence evaluates 300 s periods but PredictionDivergence is published every 600 s "
+        "(monitoring.schedule_minutes 10): most of its periods hold no datapoint"
+    ) in error_of(slower)
+    # Lambda's metrics and the EMF's are standard resolution: one value a minute.
+    message = error_of(spec_with("environments.staging.alarms.period_seconds", 30))
+    assert (
+        "context.modelrail.environments.staging.alarms: model-error-rate evaluates 30 s periods but Requests is "
+        "published every 60 s (CloudWatch standard resolution)"
+    ) in message
+    assert "throttle-rate evaluates 30 s periods but Invocations is published every 60 s" in message
+
+
+@pytest.mark.parametrize(
+    ("rollout", "step"),
+    [
+        ({"kind": "canary", "percentage": 10, "interval_minutes": 5}, "each canary step lasts 300 s"),
+        ({"kind": "linear", "percentage": 20, "interval_minutes": 10}, "each linear step lasts 600 s"),
+    ],
+)
+def test_an_alarm_that_cannot_fire_within_one_step_is_refused(rollout: dict[str, Any], step: str) -> None:
+    # The divergence alarm on the monitor's 5-minute schedule, 1 of 1: a captured row takes up to 90 s to reach S3
+    # (Firehose's 60 s buffer, 1.5 times with dynamic partitioning), up to 300 s more for the next run to publish
+    # it, and the alarm's one 300 s period: 690 s, longer than production's former 5-minute canary.
+    message = error_of(spec_with("environments.production.rollout", rollout))
+    assert (
+        "context.modelrail.environments.production.alarms: prediction-divergence needs up to 690 s to go to ALARM "
+        "(1 x 300 s periods + 390 s until PredictionDivergence reaches CloudWatch: capture delivery 90 s + "
+        "monitoring.schedule_minutes 5) but " + step
+    ) in message
+    assert "make the step at least 12 minutes" in message
+    assert "model-error-rate" not in message  # 180 s fits
+    # Without capture there is no monitor and no PredictionDivergence: nothing for the step to wait for.
+    uncaptured = spec_with("environments.production.rollout", rollout)
+    uncaptured["environments"]["production"]["monitoring"]["capture"] = False
+    assert parse_spec(uncaptured).environment("production").rollout == RolloutPolicy(**rollout)
+
+
+def test_all_at_once_has_no_step_to_fit_but_its_alarms_must_still_fit_their_metrics() -> None:
+    # An all-at-once deployment ends seconds after its post-traffic hook: only the acceptance gate protects it, and
+    # an alarm's time to fire is no reason to refuse it.
+    hourly = spec_with("environments.staging.monitoring", {"schedule_minutes": 60})
+    staging = parse_spec(hourly).environment("staging")
+    (divergence,) = [d for d in staging.alarm_definitions() if d.name == "prediction-divergence"]
+    assert (divergence.period_seconds, divergence.seconds_to_alarm(60)) == (3600, 7290)
+    assert staging.canary_analysis_traffic() is None
+    assert "prediction-divergence evaluates 60 s periods" in error_of(
+        spec_with("environments.staging.alarms.prediction_divergence_window", ONE_MINUTE_TWO_OF_THREE)
+    )
+
+
+def test_the_committed_production_alarms_can_all_stop_its_canary() -> None:
+    production = load_spec().environment("production")
+    schedule, step = production.monitoring.schedule_minutes, (production.rollout.interval_minutes or 0) * 60
+    windows = {}
+    for alarm in production.alarm_definitions():
+        assert all(alarm.period_seconds >= q.metric.interval_s(schedule) for q in alarm.metrics), alarm.name
+        assert alarm.seconds_to_alarm(schedule) <= step, alarm.name
+        windows[alarm.name] = (alarm.period_seconds, alarm.evaluation_periods, alarm.datapoints_to_alarm)
+    # The canary analysis on the monitor's cadence, 1 of 1; the per-request and Lambda alarms keep 2 of 3 minutes.
+    assert windows.pop("prediction-divergence") == (300, 1, 1)
+    assert set(windows.values()) == {(60, 3, 2)}
+    # What the README quotes: 50 captured canary rows at 5% capture of a 10% canary are 10,000 requests, which
+    # must arrive in the 210 s the 15-minute step leaves before the alarm's 690 s.
+    traffic = production.canary_analysis_traffic()
+    assert traffic is not None
+    assert (traffic.requests, traffic.step_seconds, traffic.seconds_available) == (10_000, 900, 210)
+    assert round(traffic.per_second_over_the_step, 1) == 11.1
+    assert traffic.per_second_needed is not None
+    assert round(traffic.per_second_needed, 1) == 47.6
+
+
+def test_the_production_template_s_divergence_alarm_fits_the_monitor_and_the_canary(
+    production: dict[str, Any],
+) -> None:
+    """Read as AWS would: the alarm's period against the schedule rule, and its time to fire against the canary
+    config, with the Firehose buffer and the monitor's row minimum the template itself sets."""
+    (alarm,) = [
+        a["Properties"]
+        for a in resources(production, "AWS::CloudWatch::Alarm").values()
+        if "rollout alarm prediction-divergence)" in a["Properties"]["AlarmDescription"]
+    ]
+    (rule,) = [r["Properties"] for r in resources(production, "AWS::Events::Rule").values()]
+    (config,) = [c["Properties"] for c in resources(production, "AWS::CodeDeploy::DeploymentConfig").values()]
+    (stream,) = [s["Properties"] for s in resources(production, "AWS::KinesisFirehose::DeliveryStream").values()]
+    (monitor,) = [
+        f["Properties"]
+        for f in resources(production, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "monitor.handler.handler"
+    ]
+    rate = re.fullmatch(r"rate\((\d+) minutes?\)", rule["ScheduleExpression"])
+    assert rate is not None, rule["ScheduleExpression"]
+    schedule_s = int(rate[1]) * 60
+    canary = config["TrafficRoutingConfig"]["TimeBasedCanary"]
+    buffer_s = stream["ExtendedS3DestinationConfiguration"]["BufferingHints"]["IntervalInSeconds"]
+    assert alarm["Period"] >= schedule_s
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
+    assert alarm["DatapointsToAlarm"] * alarm["Period"] + buffer_s * 1.5 + schedule_s <= canary["CanaryInterval"] * 60
+    assert monitor["Environment"]["Variables"]["MIN_CANARY_ROWS"] == "50"
 
 
 def test_duplicate_model_names_are_refused() -> None:
