@@ -2,7 +2,8 @@
 
 Production's rollout goes from canary to all at once: the template's deployment group loses its canary
 config, and the rehearsal of the NaN-on-long-petals candidate, rolled back by the canary's alarm before,
-now reaches all users and is promoted, as it would be in AWS.
+now reaches all users and is not rolled back, as in AWS: an all-at-once deployment ends before any alarm period
+does (CodeDeploy promotes it; the rehearsal calls that inconclusive, since no alarm judged the candidate).
 """
 
 from __future__ import annotations
@@ -52,5 +53,5 @@ def test_one_spec_change_changes_the_template_and_the_rehearsal(main: Synthesize
     everyone = rehearse(all_at_once)
     assert canary["outcome"] == "rolled_back", json.dumps(canary, indent=1)[:2000]
     assert canary["candidate_share"] < 0.2
-    assert everyone["outcome"] == "promoted"
+    assert everyone["outcome"] == "inconclusive", json.dumps(everyone, indent=1)[:2000]
     assert everyone["policy"]["kind"] == "all_at_once"
