@@ -27,10 +27,9 @@ from .alias import WeightedAlias
 from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .metrics import emf_datapoints
-from .verdict import RequestLog, unjudged
+from .verdict import RequestLog
 
-# inconclusive: CodeDeploy would have promoted the version, but its own traffic gave no alarm anything to judge.
-Outcome = Literal["promoted", "blocked", "rolled_back", "inconclusive"]
+Outcome = Literal["promoted", "blocked", "rolled_back"]  # CodeDeploy's; the rehearsal may judge one inconclusive
 
 
 @dataclass
@@ -81,8 +80,8 @@ class DeploymentController:
         self._decide = decide
         self.stop = stop or threading.Event()
         self.canary = canary
-        self.requests = RequestLog()  # every request through the alias from the deployment's start
-        self._evaluated_until = 0.0
+        self.requests = RequestLog()  # every user request through the alias from the deployment's start
+        self.evaluated_until = 0.0  # rehearsed time of the alarms' latest evaluation
 
     def decide(self, message: str) -> None:
         self._decide(self.clock.now(), message)
@@ -111,15 +110,11 @@ class DeploymentController:
         if stopped:
             return self._roll_back(stopped, verdict)
         self.requests.close()  # the post-traffic hook's probes are not user traffic
-        unproven = unjudged(self.requests, new, self.alarms, self._evaluated_until)
         served = posttraffic.check_alias(
             {Env.NEW_VERSION_ARN.name: f"local:{new}", Env.MODEL_NAME.name: self.model}, _AliasAsLambda(self.alias)
         )
         if served != [new] * posttraffic.PROBES:
             return self._roll_back(f"post-traffic hook failed: the alias answered with versions {served}", verdict)
-        if unproven is not None:
-            self.decide(f"post-traffic hook passed; CodeDeploy promotes version {new}, but {unproven}: inconclusive")
-            return RolloutResult("inconclusive", f"promoted untested: {unproven}", self.clock.now(), verdict)
         self.decide(f"post-traffic hook passed: the alias answers with version {new}; deployment succeeded")
         return RolloutResult("promoted", "all hooks passed and no alarm fired", self.clock.now(), verdict)
 
@@ -142,7 +137,7 @@ class DeploymentController:
             now = self.clock.now()
             if self.canary is not None:
                 self.canary.publish(now)
-            self._evaluated_until = now
+            self.evaluated_until = now
             for alarm in self.alarms:
                 if alarm.evaluate(now) == "ALARM":
                     return f"alarm {alarm.name} in ALARM: {alarm.history[-1].reason}"

@@ -28,7 +28,7 @@ from .controller import DeploymentController, describe
 from .drift import DriftWatch
 from .metrics import MetricStore
 from .traffic import LoadGenerator, RequestMix
-from .verdict import deployment_window
+from .verdict import deployment_window, unjudged
 from .view import RehearsalView
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,6 +129,11 @@ def run_scenario(
 
     stats = alias.stats.get(candidate.version)
     first = stats.first_request_at if stats else None
+    outcome, reason = result.outcome, result.reason
+    # CodeDeploy promotes when no alarm fired; the rehearsal says whether the candidate's own traffic was judged.
+    unproven = unjudged(controller.requests, candidate.version, alarms, controller.evaluated_until)
+    if outcome == "promoted" and unproven is not None:
+        outcome, reason = "inconclusive", f"CodeDeploy would promote it untested: {unproven}"
     return {
         "name": scenario.name,
         "baseline": str(scenario.baseline),
@@ -138,10 +143,10 @@ def run_scenario(
             "description": describe(environment.rollout),
             **environment.rollout.model_dump(exclude_none=True),
         },
-        "outcome": result.outcome,
+        "outcome": outcome,
         "expected": scenario.expected,
-        "as_expected": scenario.expected is None or result.outcome == scenario.expected,
-        "reason": result.reason,
+        "as_expected": scenario.expected is None or outcome == scenario.expected,
+        "reason": reason,
         "requests": {
             version: {"total": s.total, "errors": s.errors, "client_errors": s.client_errors}
             for version, s in sorted(alias.stats.items())
