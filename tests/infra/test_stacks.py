@@ -171,7 +171,7 @@ def test_production_rolls_out_by_canary_and_staging_all_at_once(
         "ComputePlatform": "Lambda",
         "TrafficRoutingConfig": {
             "Type": "TimeBasedCanary",
-            "TimeBasedCanary": {"CanaryInterval": 5, "CanaryPercentage": 10},
+            "TimeBasedCanary": {"CanaryInterval": 15, "CanaryPercentage": 10},
         },
     }
     assert resources(staging, "AWS::CodeDeploy::DeploymentConfig") == {}
