@@ -8,21 +8,29 @@ the artifact itself at its cold start.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from spec.bundle import ModelBundle
-from spec.catalog import Env
+from spec.capture import CAPTURE_PREFIX
+from spec.catalog import NAMESPACE, Env
+from spec.environment import MonitoringSettings
 from spec.models import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
+from .firehose import LocalFirehose
 from .gateway import LocalGateway, Observer
 from .permissions import LocalRoles
 from .worker import LambdaWorker
+
+DRIFT_MONITOR = "modelrail-drift-monitor"
+DRIFT_MONITOR_HANDLER = "functions.monitor.handler.handler"
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class LocalCloud:
         self.aws = EmbeddedAWS()
         self._stack = contextlib.ExitStack()
         self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
+        self._timelines = 0
         self.roles = LocalRoles(self._tmp / "roles", bucket=ARTIFACT_BUCKET)  # what each deploy grants its function
 
     def start(self) -> LocalCloud:
@@ -87,13 +96,70 @@ class LocalCloud:
         self.roles.deploy(model)
         return LocalDeployment(model, f"s3://{ARTIFACT_BUCKET}/{model.artifact_key}")
 
-    def start_worker(self, deployed: LocalDeployment, version: str) -> LambdaWorker:
-        """One execution environment of the function at ``version``: its own variables, its own /tmp."""
+    def start_worker(
+        self,
+        deployed: LocalDeployment,
+        version: str,
+        *,
+        capture_stream: str | None = None,
+        sample_rate: float = 0.0,
+        clock: tuple[float, float, float] | None = None,
+    ) -> LambdaWorker:
+        """One execution environment of the function at ``version``: its own variables, its own /tmp; with
+        ``capture_stream``, data capture configured as the stack configures it; ``clock``: see LambdaWorker."""
         name = deployed.model.name
+        function = deployed.model.environment(deployed.uri, capture_stream=capture_stream, sample_rate=sample_rate)
         environment = execution_environment(
-            self.aws.environment(), deployed.environment, version=version, cache_dir=self._tmp / f"{name}-{version}"
+            self.aws.environment(), function, version=version, cache_dir=self._tmp / f"{name}-{version}"
         )
-        worker = LambdaWorker(f"modelrail-{name}", environment, role=self.roles.path(name))
+        worker = LambdaWorker(f"modelrail-{name}", environment, role=self.roles.path(name), clock=clock)
+        self._stack.callback(worker.stop)
+        return worker.start()
+
+    def new_timeline(self) -> datetime:
+        """The rehearsed date a new rollout starts at: a week after the previous one's. Rollouts rehearsed on this
+        cloud share its CloudWatch and S3, and each one's monitor windows must hold its own data only."""
+        self._timelines += 1
+        return datetime.now(UTC) + timedelta(days=7 * self._timelines)
+
+    def upload_baseline(self, deployed: LocalDeployment) -> dict[str, str] | None:
+        """Upload the bundle's baseline.json content-addressed beside its model (as the CDK asset does); the model's
+        entry in the drift monitor's MODELS, None when the bundle has no baseline (the monitor does not watch it)."""
+        model = deployed.model
+        if model.baseline_key is None or model.baseline_sha256 is None or model.bundle is None:
+            return None
+        if model.bundle.baseline_path is None:
+            return None
+        self.aws.client("s3").upload_file(str(model.bundle.baseline_path), ARTIFACT_BUCKET, model.baseline_key)
+        uri = f"s3://{ARTIFACT_BUCKET}/{model.baseline_key}"
+        return {"name": model.name, "baseline_uri": uri, "baseline_sha256": model.baseline_sha256}
+
+    def start_capture_stream(self, name: str, now: Callable[[], datetime]) -> LocalFirehose:
+        """A data capture stream and its own capture bucket (``name``-bucket), delivering on the clock ``now``."""
+        stream = LocalFirehose(self.aws, name=name, bucket=f"{name}-bucket", now=now).start()
+        self._stack.callback(stream.stop)
+        return stream
+
+    def start_drift_monitor(
+        self,
+        models: list[dict[str, str]],
+        *,
+        capture_bucket: str,
+        monitoring: MonitoringSettings,
+        clock: tuple[float, float, float] | None = None,
+    ) -> LambdaWorker:
+        """The drift monitor function (it also publishes the canary analysis) with the environment the DriftMonitor
+        construct gives it: ``models`` as its MODELS ({name, baseline_uri, baseline_sha256} each)."""
+        function = {
+            Env.MODELS.name: json.dumps(models),
+            Env.CAPTURE_BUCKET.name: capture_bucket,
+            Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
+            Env.WINDOW_MINUTES.name: str(monitoring.window_minutes),
+            Env.MIN_CANARY_ROWS.name: str(monitoring.min_canary_rows),
+            Env.METRICS_NAMESPACE.name: NAMESPACE,
+        }
+        environment = {**self.aws.environment(), **function, "AWS_LAMBDA_FUNCTION_NAME": DRIFT_MONITOR}
+        worker = LambdaWorker(DRIFT_MONITOR, environment, DRIFT_MONITOR_HANDLER, clock=clock)
         self._stack.callback(worker.stop)
         return worker.start()
 

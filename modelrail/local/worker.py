@@ -8,6 +8,7 @@ invocation, as CloudWatch Logs would receive it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import importlib
 import io
 import json
@@ -16,6 +17,7 @@ import os
 import sys
 import threading
 import time
+import types
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -73,7 +75,12 @@ class _Capture(io.TextIOBase):
 
 
 def _run(
-    conn: Connection, environment: dict[str, str], handler_path: str, function_name: str, role: str | None = None
+    conn: Connection,
+    environment: dict[str, str],
+    handler_path: str,
+    function_name: str,
+    role: str | None = None,
+    clock: tuple[float, float, float] | None = None,
 ) -> None:
     os.environ.update(environment)
     version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -88,6 +95,8 @@ def _run(
             enforce(Path(role), function_name)
         module_name, _, attribute = handler_path.rpartition(".")
         handler = getattr(importlib.import_module(module_name), attribute)
+        if clock is not None:
+            _run_on(clock)
     except BaseException as exc:  # an init error, as Lambda reports Runtime.ImportModuleError
         conn.send(("init_error", f"{type(exc).__name__}: {exc}", capture.take()))
         return
@@ -113,6 +122,43 @@ def _run(
         conn.send(("ok", (response, duration), capture.take()))
 
 
+# The function code that reads the wall clock for what time compression must scale: data capture stamps each
+# record with the time (the monitor's window is measured in it) and flushes its buffer every few seconds.
+CLOCKED_MODULES = ("functions.inference.capture",)
+
+
+def _run_on(clock: tuple[float, float, float]) -> None:
+    """Give the clocked modules the rehearsal's clock: (monotonic start, scale, epoch) of a RehearsalClock."""
+    start, scale, epoch = clock
+
+    def rehearsed() -> float:
+        return (time.monotonic() - start) * scale
+
+    class RehearsedDatetime(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
+            return datetime.datetime.fromtimestamp(epoch + rehearsed(), tz)
+
+    class RehearsedTime(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def monotonic() -> float:
+            return rehearsed()
+
+        @staticmethod
+        def time() -> float:
+            return epoch + rehearsed()
+
+    for name in CLOCKED_MODULES:
+        module = sys.modules.get(name) or importlib.import_module(name)
+        if not hasattr(module, "datetime") or not hasattr(module, "time"):
+            raise RuntimeError(f"{name} no longer reads the clock as 'datetime' and 'time': update CLOCKED_MODULES")
+        module.datetime = RehearsedDatetime  # type: ignore[attr-defined]
+        module.time = RehearsedTime("time")  # type: ignore[attr-defined]
+
+
 class LambdaWorker:
     """Start with :meth:`start`; :meth:`invoke` is safe from many threads (one invocation at a time).
 
@@ -122,9 +168,17 @@ class LambdaWorker:
     """
 
     def __init__(
-        self, function_name: str, environment: dict[str, str], handler: str = HANDLER, *, role: Path | None = None
+        self,
+        function_name: str,
+        environment: dict[str, str],
+        handler: str = HANDLER,
+        *,
+        role: Path | None = None,
+        clock: tuple[float, float, float] | None = None,
     ) -> None:
+        """``clock``: a RehearsalClock's anchor, for a function that runs in rehearsed time (see CLOCKED_MODULES)."""
         self.function_name = function_name
+        self.clock = clock
         self.role = role  # the role document its S3 calls are checked against (modelrail.local.permissions)
         self.environment = environment
         self.version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -158,7 +212,14 @@ class LambdaWorker:
         parent, child = _spawn.Pipe()
         process = _spawn.Process(
             target=_run,
-            args=(child, self.environment, self.handler, self.function_name, str(self.role) if self.role else None),
+            args=(
+                child,
+                self.environment,
+                self.handler,
+                self.function_name,
+                str(self.role) if self.role else None,
+                self.clock,
+            ),
             daemon=True,
             name=f"lambda:{self.function_name}:{self.version}",
         )

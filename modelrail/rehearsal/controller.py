@@ -24,7 +24,6 @@ from spec.rollout import RolloutPolicy
 
 from .alarms import AlarmEvaluator
 from .alias import WeightedAlias
-from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .metrics import emf_datapoints
 from .verdict import RequestLog
@@ -66,7 +65,6 @@ class DeploymentController:
         clock: RehearsalClock,
         decide: Callable[[float, str], None],
         stop: threading.Event | None = None,
-        canary: CanaryAnalysis | None = None,
     ) -> None:
         self.model = model
         self.alias = alias
@@ -79,7 +77,6 @@ class DeploymentController:
         self.clock = clock
         self._decide = decide
         self.stop = stop or threading.Event()
-        self.canary = canary
         self.requests = RequestLog()  # every user request through the alias from the deployment's start
         self.evaluated_until = 0.0  # rehearsed time of the alarms' latest evaluation
 
@@ -135,8 +132,6 @@ class DeploymentController:
         """Evaluate the alarms until rehearsed time ``until``; the reason to stop, if any."""
         while True:
             now = self.clock.now()
-            if self.canary is not None:
-                self.canary.publish(now)
             self.evaluated_until = now
             for alarm in self.alarms:
                 if alarm.evaluate(now) == "ALARM":

@@ -2,12 +2,15 @@
 
 The default set, on the sample model and the production spec, shows the three ways a rollout ends: a good
 version promoted, a version blocked by the acceptance gate, and a version that passes the gate but fails on
-part of real traffic, rolled back by the canary's alarms.
+part of real traffic, rolled back by the canary's alarms; and what production's canary analysis does with a
+version whose answers differ but whose errors do not, at the demo's traffic: it has too few captured canary rows
+to judge, and the version is promoted, as it would be in AWS.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +36,7 @@ from .view import RehearsalView
 
 ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = ROOT / "models" / "iris-candidates"
-DEFAULT_TIME_SCALE = 10.0
+DEFAULT_TIME_SCALE = 20.0  # production's 15-minute canary step in 45 s
 WARM_UP_S = 30.0  # rehearsed seconds of baseline-only traffic before the deployment starts
 
 
@@ -51,7 +54,9 @@ def default_scenarios() -> list[Scenario]:
         Scenario("good new version", baseline, CANDIDATES / "retrained", "promoted"),
         Scenario("fails acceptance", baseline, CANDIDATES / "shuffled", "blocked"),
         Scenario("fails on real traffic", baseline, CANDIDATES / "nan-tail", "rolled_back"),
-        Scenario("predictions diverge", baseline, CANDIDATES / "skewed", "rolled_back"),
+        # Promoted: under production's 5% capture, the demo's traffic leaves the canary far fewer captured rows in
+        # its step than the monitor needs before it publishes PredictionDivergence; AWS would promote it too.
+        Scenario("predictions diverge", baseline, CANDIDATES / "skewed", "promoted"),
     ]
 
 
@@ -73,14 +78,28 @@ def run_scenario(
         candidate_bundle = dataclasses.replace(candidate_bundle, name=model)
     function_name = f"modelrail-{environment.name}-{model}"
 
+    # The rehearsed clock starts first: the workers' own clocks (data capture's record times) run on it too.
+    clock = RehearsalClock(time_scale, epoch=cloud.new_timeline())
+    monitoring = environment.monitoring
+    stream = (
+        cloud.start_capture_stream(f"modelrail-{environment.name}-capture-{clock.epoch:%Y%m%d%H%M}", clock.date)
+        if monitoring.capture
+        else None
+    )
+    capture: dict[str, Any] = (
+        {"capture_stream": stream.name, "sample_rate": monitoring.sample_rate} if stream is not None else {}
+    )
+    deployed = {version: cloud.deploy(bundle) for bundle, version in ((baseline_bundle, "1"), (candidate_bundle, "2"))}
+    # The stack being deployed carries the candidate's bundle: the drift monitor watches the model with the
+    # candidate's baseline.json, and is not there at all when that bundle has none.
+    monitored = cloud.upload_baseline(deployed["2"]) if stream is not None else None
     # Both execution environments cold-start at once, as two Lambda versions would.
     with ThreadPoolExecutor(max_workers=2) as pool:
         starting = [
-            pool.submit(cloud.start_worker, cloud.deploy(bundle), version)
-            for bundle, version in ((baseline_bundle, "1"), (candidate_bundle, "2"))
+            pool.submit(cloud.start_worker, deployed[version], version, clock=clock.anchor(), **capture)
+            for version in ("1", "2")
         ]
         baseline, candidate = (future.result() for future in starting)
-    clock = RehearsalClock(time_scale)
     store = MetricStore()
     alias = WeightedAlias(function_name, clock, store)
     alias.add_version(baseline)
@@ -91,11 +110,28 @@ def run_scenario(
         for definition in environment.alarm_definitions()
         if definition.stops_rollout
     ]
-    divergence = next((d for d in alarms if d.name == "prediction-divergence"), None)
     canary = CanaryAnalysis(
-        store, model, baseline.version, candidate.version, divergence.definition.period_seconds if divergence else 60
-    )
-    alias.observers.append(canary.observe)
+        store=store,
+        clock=clock,
+        model=model,
+        candidate=candidate.version,
+        queries=[query for alarm in alarms for query in alarm.definition.metrics],
+        schedule_minutes=monitoring.schedule_minutes,
+        min_canary_rows=monitoring.min_canary_rows,
+        start_monitor=(
+            functools.partial(
+                cloud.start_drift_monitor, [monitored], capture_bucket=stream.bucket, monitoring=monitoring
+            )
+            if stream is not None and monitored is not None
+            else None
+        ),
+        cloudwatch=cloud.aws.client("cloudwatch"),
+        off=(
+            "monitoring.capture is off"
+            if stream is None
+            else f"{scenario.candidate.name} has no baseline.json, and the drift monitor watches only bundles with one"
+        ),
+    ).start()
     baseline_document = json.loads(baseline_bundle.baseline_path.read_text()) if baseline_bundle.baseline_path else None
     drift = DriftWatch(baseline_document)
     alias.observers.append(drift.observe)
@@ -104,7 +140,7 @@ def run_scenario(
     load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
     view.begin(scenario.name, alias, alarms, clock, canary=canary, drift=drift)
     try:
-        clock.sleep_until(WARM_UP_S, stop)
+        clock.sleep_until(clock.now() + WARM_UP_S, stop)
         controller = DeploymentController(
             model=model,
             alias=alias,
@@ -117,11 +153,11 @@ def run_scenario(
             clock=clock,
             decide=view.decision,
             stop=stop,
-            canary=canary,
         )
         result = controller.run()
     finally:
         load.stop()
+        canary.stop()
         view.end()
         gateway.stop()
         baseline.stop()
@@ -159,6 +195,7 @@ def run_scenario(
         "decided_after_s": _since(first, result.decided_at),
         "alarms": [{"name": a.name, "final_state": a.state, "fired_at_s": _since(first, a.fired_at())} for a in alarms],
         "prediction_divergence": round(canary.latest, 4) if canary.latest is not None else None,
+        "canary_analysis": canary.summary(),
         "drift": drift_summary(drift),
         "acceptance": result.verdict.to_dict() if result.verdict else None,
     }

@@ -158,6 +158,6 @@ class RehearsalView:
             parts.append(
                 f"drift vs baseline: worst feature PSI {report.feature_drift_max:.3f}{name}, predictions {prediction}"
             )
-        if self.canary is not None and self.canary.latest is not None:
-            parts.append(f"canary analysis: new vs old predictions PSI {self.canary.latest:.3f}")
+        if self.canary is not None:
+            parts.append(self.canary.describe())  # what the drift monitor's scheduled runs published
         return "; ".join(parts) or "drift and canary analysis: waiting for data"

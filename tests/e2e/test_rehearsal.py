@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from functions.acceptance.events import rest_proxy_event
+from functions.monitor.capture import CaptureReader, parse_records
 from modelrail.local.environment import LocalCloud
 from modelrail.rehearsal.alarms import AlarmEvaluator
 from modelrail.rehearsal.alias import WeightedAlias
+from modelrail.rehearsal.canary import CanaryAnalysis
 from modelrail.rehearsal.clock import RehearsalClock
 from modelrail.rehearsal.controller import DeploymentController, RolloutResult
 from modelrail.rehearsal.metrics import Datapoint, MetricStore
 from spec.alarms import AlarmThresholds
 from spec.bundle import ModelBundle
+from spec.capture import BUFFER_INTERVAL_S
+from spec.environment import MonitoringSettings
 from spec.rollout import RolloutPolicy
 from tests import builders
 
@@ -203,3 +210,121 @@ def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
     assert "non-finite-rate" in scenario["reason"]
     assert scenario["candidate_failed"] > 0
     assert scenario["requests"]["1"]["total"] > scenario["candidate_served"]
+
+
+# --- metrics produced as in AWS: capture through the stream, canary analysis by the scheduled monitor -----------
+
+# Firehose names an object <evaluated prefix><stream>-<stream version>-<yyyy-MM-dd-HH-mm-ss>-<uuid><ext>, and times
+# its prefix's !{timestamp:...} by the oldest record in it (Amazon Data Firehose Developer Guide, "Configure Amazon
+# S3 object name format" and "Custom Prefixes for Amazon S3 Objects").
+DEPLOYED_KEY = re.compile(
+    r"^capture/model=(?P<model>[^/]+)/version=(?P<version>[^/]+)/hour=(?P<hour>\d{4}-\d\d-\d\d-\d\d)/"
+    r"(?P<stream>[a-z0-9-]+)-1-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9a-f-]{36}\.gz$"
+)
+
+
+def capture_record(model: str, version: str, n: int) -> bytes:
+    return json.dumps({"model": model, "version": version, "time": "2030-01-01T12:00:00Z", "n": n}).encode() + b"\n"
+
+
+def test_capture_stream_buffers_for_the_interval_then_writes_the_deployed_layout(cloud: LocalCloud) -> None:
+    moment = [datetime(2030, 1, 1, 12, 59, 30, tzinfo=UTC)]
+    stream = cloud.start_capture_stream("modelrail-test-capture-layout", lambda: moment[0])
+    firehose = cloud.aws.client("firehose")
+    records = [capture_record("iris", "1", 0), capture_record("iris", "2", 1), capture_record("iris", "1", 2)]
+    firehose.put_record_batch(DeliveryStreamName=stream.name, Records=[{"Data": r} for r in records])
+    moment[0] += timedelta(seconds=BUFFER_INTERVAL_S - 1)
+    firehose.put_record_batch(DeliveryStreamName=stream.name, Records=[{"Data": capture_record("iris", "1", 3)}])
+
+    stream.deliver()
+    assert stream.delivered == []  # nothing before the buffering interval has passed
+    moment[0] += timedelta(seconds=1)  # past the hour too: the prefix keeps the oldest record's hour
+    stream.deliver()  # (or its own delivery thread did, at most a poll later)
+
+    s3 = cloud.aws.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=stream.bucket)["Contents"])
+    assert sorted(stream.delivered) == keys
+    assert len(keys) == 2
+    by_version = {}
+    for key in keys:
+        match = DEPLOYED_KEY.match(key)
+        assert match, key
+        assert (match["model"], match["hour"], match["stream"]) == ("iris", "2030-01-01-12", stream.name)
+        by_version[match["version"]] = key
+    # What the monitor reads back is exactly what the function sent, per version, in arrival order.
+    reader = CaptureReader(s3, stream.bucket)
+    assert reader.versions("iris") == ["1", "2"]
+    body = s3.get_object(Bucket=stream.bucket, Key=by_version["1"])["Body"].read()
+    assert [r["n"] for r in parse_records(body)] == [0, 2, 3]
+
+
+def test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_records(cloud: LocalCloud) -> None:
+    """The real inference workers capture through the stream; the real monitor, on its schedule, publishes the
+    PredictionDivergence that reaches the alarm: once per run, stamped at the run's rehearsed time."""
+    monitoring = MonitoringSettings(sample_rate=1.0, schedule_minutes=1, min_canary_rows=20)
+    clock = RehearsalClock(30, epoch=cloud.new_timeline())
+    stream = cloud.start_capture_stream("modelrail-test-capture-canary", clock.date)
+    deployed = {
+        version: cloud.deploy(ModelBundle.load(ROOT / path))
+        for version, path in (("1", "models/iris"), ("2", "models/iris-candidates/skewed"))
+    }
+    workers = {
+        version: cloud.start_worker(
+            d, version, capture_stream=stream.name, sample_rate=monitoring.sample_rate, clock=clock.anchor()
+        )
+        for version, d in deployed.items()
+    }
+    store = MetricStore()
+    alias = WeightedAlias(FUNCTION, clock, store)
+    for worker in workers.values():
+        alias.add_version(worker)
+    alias.point_to("1")
+    alias.shift("2", 0.5)
+    (divergence,) = (d for d in AlarmThresholds().definitions() if d.name == "prediction-divergence")
+    monitored = cloud.upload_baseline(deployed["2"])
+    assert monitored is not None
+    canary = CanaryAnalysis(
+        store=store,
+        clock=clock,
+        model="iris",
+        candidate="2",
+        queries=list(divergence.metrics),
+        schedule_minutes=monitoring.schedule_minutes,
+        min_canary_rows=monitoring.min_canary_rows,
+        start_monitor=lambda: cloud.start_drift_monitor(
+            [monitored], capture_bucket=stream.bucket, monitoring=monitoring
+        ),
+        cloudwatch=cloud.aws.client("cloudwatch"),
+    ).start()
+    cases = ModelBundle.load(ROOT / "models/iris").acceptance_cases()
+    try:
+        while len(canary.runs) < 4:
+            case = cases[sum(s.total for s in alias.stats.values()) % len(cases)]
+            body = json.dumps({"inputs": case.inputs}).encode()
+            alias.invoke(rest_proxy_event("POST", "/v2/models/iris/infer", {"content-type": "application/json"}, body))
+    finally:
+        canary.stop()
+        for worker in workers.values():
+            worker.stop()
+
+    # The schedule, in rehearsed time: a run each minute from the rule's creation, never more often.
+    assert [run.time for run in canary.runs][:4] == [60.0, 120.0, 180.0, 240.0], canary.runs
+    assert all(run.error is None for run in canary.runs), canary.runs
+    dims = {"ModelName": "iris", "ModelVersion": "2"}
+    points = store.values(divergence.metrics[0].namespace, "PredictionDivergence", dims, 0, float("inf"))
+    published = [run for run in canary.runs if "PredictionDivergence" in run.published]
+    assert points
+    assert len(points) == len(published)
+    namespace = divergence.metrics[0].namespace
+    for run in published:  # each stamped at its run's rehearsed time
+        assert len(store.values(namespace, "PredictionDivergence", dims, run.time, run.time + 1)) == 1
+    # Published only once the canary's captured rows reached MIN_CANARY_ROWS, and far above the threshold.
+    assert all(run.rows.get("2", 0) >= monitoring.min_canary_rows for run in published)
+    assert min(points) > divergence.threshold
+    # The captured records are in the deployed layout, stamped in rehearsed time (the monitor's window).
+    s3 = cloud.aws.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stream.bucket)["Contents"]]
+    assert keys
+    assert all(DEPLOYED_KEY.match(k) for k in keys)
+    record = next(parse_records(s3.get_object(Bucket=stream.bucket, Key=keys[0])["Body"].read()))
+    assert clock.epoch <= datetime.fromisoformat(record["time"]) <= clock.date()
