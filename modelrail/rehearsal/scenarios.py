@@ -165,7 +165,8 @@ def run_scenario(
 
     stats = alias.stats.get(candidate.version)
     first = stats.first_request_at if stats else None
-    outcome, reason = result.outcome, result.reason
+    outcome: str = result.outcome  # or the rehearsal's own verdict, inconclusive
+    reason = result.reason
     # CodeDeploy promotes when no alarm fired; the rehearsal says whether the candidate's own traffic was judged.
     unproven = unjudged(controller.requests, candidate.version, alarms, controller.evaluated_until)
     if outcome == "promoted" and unproven is not None:
