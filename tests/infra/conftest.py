@@ -64,6 +64,12 @@ def main(synth: Callable[..., Synthesized]) -> Synthesized:
     return synth("main", copy.deepcopy(CDK_CONTEXT), nag=True)
 
 
+@pytest.fixture(scope="module", params=["staging", "production"])
+def environment(request: pytest.FixtureRequest, main: Synthesized) -> tuple[str, dict[str, Any]]:
+    """Each environment's template in turn: (name, template)."""
+    return request.param, main[request.param]
+
+
 @pytest.fixture(scope="session")
 def production(main: Synthesized) -> dict[str, Any]:
     return main["production"]

@@ -27,11 +27,6 @@ pytestmark = pytest.mark.infra
 SPEC = parse_spec(CDK_CONTEXT["modelrail"])
 
 
-@pytest.fixture(scope="module", params=["staging", "production"])
-def environment(request: pytest.FixtureRequest, main: Synthesized) -> tuple[str, dict[str, Any]]:
-    return request.param, main[request.param]
-
-
 def _artifact_arn(template: dict[str, Any]) -> str:
     _, function = inference_function(template)
     uri = resolve(function["Properties"]["Environment"]["Variables"]["MODEL_URI"])

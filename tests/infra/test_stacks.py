@@ -6,12 +6,11 @@ import hashlib
 import json
 from typing import Any
 
-import pytest
 from aws_cdk.assertions import Match, Template
 
 from spec.bundle import ModelBundle
 from spec.models import load_spec
-from tests.infra.conftest import ROOT, Synthesized
+from tests.infra.conftest import ROOT
 from tests.infra.template_queries import (
     actions,
     inference_function,
@@ -27,11 +26,6 @@ from tests.infra.template_queries import (
 
 IRIS_SHA256 = ModelBundle.load(ROOT / "models" / "iris").sha256()
 SPEC = load_spec()
-
-
-@pytest.fixture(scope="module", params=["staging", "production"])
-def environment(request: pytest.FixtureRequest, main: Synthesized) -> tuple[str, dict[str, Any]]:
-    return request.param, main[request.param]
 
 
 def ref(logical_id: str) -> dict[str, str]:
