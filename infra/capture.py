@@ -15,16 +15,21 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from spec.alarms import CAPTURE_BUFFER_INTERVAL_S
+# The delivery as data, shared with the local environment's stand-in for this stream (one definition).
+from spec.capture import (
+    BUFFER_INTERVAL_S,
+    BUFFER_SIZE_MB,
+    CAPTURE_PREFIX,
+    COMPRESSION,
+    ERROR_OUTPUT_PREFIX,
+    PARTITION_KEYS_QUERY,
+    PARTITIONED_PREFIX,
+)
 
 from .artifacts import private_bucket
 from .nag import acknowledge, logical_id
 
-CAPTURE_PREFIX = "capture/"
-PARTITIONED_PREFIX = (
-    "capture/model=!{partitionKeyFromQuery:model}/version=!{partitionKeyFromQuery:version}/"
-    "hour=!{timestamp:yyyy-MM-dd-HH}/"
-)
+__all__ = ["CAPTURE_PREFIX", "DataCaptureStream"]
 
 
 class DataCaptureStream(Construct):
@@ -67,12 +72,12 @@ class DataCaptureStream(Construct):
                 bucket_arn=self.bucket.bucket_arn,
                 role_arn=role.role_arn,
                 prefix=PARTITIONED_PREFIX,
-                error_output_prefix="capture-errors/!{firehose:error-output-type}/!{timestamp:yyyy-MM-dd-HH}/",
-                compression_format="GZIP",
+                error_output_prefix=ERROR_OUTPUT_PREFIX,
+                compression_format=COMPRESSION,
                 # Dynamic partitioning needs buffers of at least 64 MB; the interval bounds the delay instead (the
                 # spec's alarm check counts on it: spec.alarms.CAPTURE_BUFFER_INTERVAL_S).
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
-                    interval_in_seconds=CAPTURE_BUFFER_INTERVAL_S, size_in_m_bs=64
+                    interval_in_seconds=BUFFER_INTERVAL_S, size_in_m_bs=BUFFER_SIZE_MB
                 ),
                 dynamic_partitioning_configuration=firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
                     enabled=True,
@@ -86,7 +91,7 @@ class DataCaptureStream(Construct):
                             parameters=[
                                 firehose.CfnDeliveryStream.ProcessorParameterProperty(
                                     parameter_name="MetadataExtractionQuery",
-                                    parameter_value="{model: .model, version: .version}",
+                                    parameter_value=PARTITION_KEYS_QUERY,
                                 ),
                                 firehose.CfnDeliveryStream.ProcessorParameterProperty(
                                     parameter_name="JsonParsingEngine", parameter_value="JQ-1.6"
