@@ -13,6 +13,9 @@ sample's acceptance set and settings:
   acceptance set was regenerated from its own answers (a team testing a model against itself). It passes its
   gate with the same errors and latency as the baseline; only comparing its predictions with the baseline's on
   the same traffic (the canary analysis) shows it.
+
+retrained and skewed also carry a baseline.json, as a bundle the drift monitor watches must (the canary analysis
+runs only for those): after this script, `python -m modelrail baseline --data models/iris/reference.csv <bundle>`.
 """
 
 from __future__ import annotations
