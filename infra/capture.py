@@ -29,8 +29,6 @@ from spec.capture import (
 from .artifacts import private_bucket
 from .nag import acknowledge, logical_id
 
-__all__ = ["CAPTURE_PREFIX", "DataCaptureStream"]
-
 
 class DataCaptureStream(Construct):
     def __init__(self, scope: Construct, id_: str, *, retention_days: int, access_logs: s3.IBucket) -> None:

@@ -8,16 +8,6 @@ from functions.monitor.capture import CAPTURE_PREFIX
 
 from .alarms import CAPTURE_BUFFER_INTERVAL_S
 
-__all__ = [
-    "BUFFER_INTERVAL_S",
-    "BUFFER_SIZE_MB",
-    "CAPTURE_PREFIX",
-    "COMPRESSION",
-    "ERROR_OUTPUT_PREFIX",
-    "PARTITIONED_PREFIX",
-    "PARTITION_KEYS_QUERY",
-]
-
 PARTITIONED_PREFIX = (
     f"{CAPTURE_PREFIX}model=!{{partitionKeyFromQuery:model}}/version=!{{partitionKeyFromQuery:version}}/"
     "hour=!{timestamp:yyyy-MM-dd-HH}/"
