@@ -68,9 +68,10 @@ def test_every_function_package_carries_the_catalog_itself() -> None:
 def test_no_metric_dimension_or_variable_name_is_written_outside_the_catalog() -> None:
     """A name written twice drifts: an alarm on a renamed metric watches nothing and, with missing data not
     breaching, never fires. Names shared with AWS's own APIs stay out of the check: the namespace equals the
-    product's name, ``FunctionName`` is also a Lambda API parameter, and AWS_LAMBDA_* variables are the runtime's."""
+    product's name, ``FunctionName`` is also a Lambda API parameter, ``Resource`` an IAM policy element, and
+    AWS_LAMBDA_* variables are the runtime's."""
     names = {m.name for m in catalog.METRICS} | {catalog.LAMBDA_NAMESPACE}
-    names |= {Dimension.MODEL_NAME, Dimension.MODEL_VERSION, Dimension.FEATURE, Dimension.RESOURCE}
+    names |= {Dimension.MODEL_NAME, Dimension.MODEL_VERSION, Dimension.FEATURE}
     names |= {Dimension.EXECUTED_VERSION}
     names |= {v.name for v in catalog.ENV_VARS if not v.name.startswith("AWS_LAMBDA_")}
     written = []
