@@ -21,11 +21,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from spec.catalog import FEATURE_DRIFT_MAX, NAMESPACE, PREDICTION_DRIFT, Dimension, Env, Metric
+from spec.catalog import FEATURE_DRIFT_MAX, NAMESPACE, PREDICTION_DRIFT, Dimension, Metric
 from spec.environment import MonitoringSettings
 
 from .artifacts import ArtifactLocation
-from .capture import CAPTURE_PREFIX, DataCaptureStream
+from .capture import DataCaptureStream
 from .inference import support_function
 from .nag import acknowledge, logical_id
 
@@ -86,14 +86,9 @@ class DriftMonitor(Construct):
             layer=layer,
             architecture=architecture,
             timeout=Duration.minutes(5),
-            environment={
-                Env.MODELS.name: Stack.of(self).to_json_string(models),
-                Env.CAPTURE_BUCKET.name: capture.bucket.bucket_name,
-                Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
-                Env.WINDOW_MINUTES.name: str(settings.window_minutes),
-                Env.MIN_CANARY_ROWS.name: str(settings.min_canary_rows),
-                Env.METRICS_NAMESPACE.name: NAMESPACE,
-            },
+            environment=settings.monitor_environment(
+                models_json=Stack.of(self).to_json_string(models), capture_bucket=capture.bucket.bucket_name
+            ),
         )
         capture.grant_read(role)
         for location, _ in baselines.values():

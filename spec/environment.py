@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from . import catalog
 from .alarms import MONITOR_SCHEDULE_MINUTES, AlarmDefinition, AlarmThresholds, delivery_delay_s
 from .base import SpecModel
+from .capture import CAPTURE_PREFIX
 from .rollout import RolloutPolicy
 
 
@@ -67,6 +68,18 @@ class MonitoringSettings(SpecModel):
     )
     notify_emails: tuple[str, ...] = Field(default=(), description="subscribed to the drift topic")
     capture_retention_days: int = Field(default=90, ge=1, le=3650, description="captured data expires after this")
+
+    def monitor_environment(self, *, models_json: str, capture_bucket: str) -> dict[str, str]:
+        """The drift monitor function's environment (``models_json``: its MODELS, a JSON list of
+        ``{name, baseline_uri, baseline_sha256}``): what the DriftMonitor construct and the rehearsal both give it."""
+        return {
+            catalog.Env.MODELS.name: models_json,
+            catalog.Env.CAPTURE_BUCKET.name: capture_bucket,
+            catalog.Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
+            catalog.Env.WINDOW_MINUTES.name: str(self.window_minutes),
+            catalog.Env.MIN_CANARY_ROWS.name: str(self.min_canary_rows),
+            catalog.Env.METRICS_NAMESPACE.name: catalog.NAMESPACE,
+        }
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from spec.bundle import ModelBundle
-from spec.capture import CAPTURE_PREFIX
-from spec.catalog import NAMESPACE, Env
+from spec.catalog import Env
 from spec.environment import MonitoringSettings
 from spec.models import DeployedModel
 
@@ -150,14 +149,7 @@ class LocalCloud:
     ) -> LambdaWorker:
         """The drift monitor function (it also publishes the canary analysis) with the environment the DriftMonitor
         construct gives it: ``models`` as its MODELS ({name, baseline_uri, baseline_sha256} each)."""
-        function = {
-            Env.MODELS.name: json.dumps(models),
-            Env.CAPTURE_BUCKET.name: capture_bucket,
-            Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
-            Env.WINDOW_MINUTES.name: str(monitoring.window_minutes),
-            Env.MIN_CANARY_ROWS.name: str(monitoring.min_canary_rows),
-            Env.METRICS_NAMESPACE.name: NAMESPACE,
-        }
+        function = monitoring.monitor_environment(models_json=json.dumps(models), capture_bucket=capture_bucket)
         environment = {**self.aws.environment(), **function, "AWS_LAMBDA_FUNCTION_NAME": DRIFT_MONITOR}
         worker = LambdaWorker(DRIFT_MONITOR, environment, DRIFT_MONITOR_HANDLER, clock=clock)
         self._stack.callback(worker.stop)
