@@ -161,24 +161,20 @@ class OnnxModel:
         if not spec.ranked:
             if len(shape) > MAX_RANK:
                 raise BadRequest(f"input '{name}' has {len(shape)} dimensions; a tensor has at most {MAX_RANK}")
-            if shape and shape[0] > self.max_batch_rows:
-                raise PayloadTooLarge(
-                    f"input '{name}' has {shape[0]} rows; this deployment accepts at most {self.max_batch_rows} "
-                    "rows per request: split the batch"
-                )
-            return spec
-        if len(shape) != len(spec.shape):
+        elif len(shape) != len(spec.shape):
             raise BadRequest(
                 f"input '{name}' has shape {shape} (rank {len(shape)}); model '{self.name}' expects rank "
                 f"{len(spec.shape)}: {spec.describe()}"
             )
-        for axis, (got, want) in enumerate(zip(shape, spec.shape, strict=True)):
-            if want is not None and got != want:
-                raise BadRequest(
-                    f"input '{name}' has {got} at dimension {axis} of shape {shape}; model '{self.name}' "
-                    f"expects {want}: {spec.describe()}"
-                )
-        if shape and spec.shape[0] is None and shape[0] > self.max_batch_rows:
+        else:
+            for axis, (got, want) in enumerate(zip(shape, spec.shape, strict=True)):
+                if want is not None and got != want:
+                    raise BadRequest(
+                        f"input '{name}' has {got} at dimension {axis} of shape {shape}; model '{self.name}' "
+                        f"expects {want}: {spec.describe()}"
+                    )
+        # Rows are bounded wherever the first dimension is the client's to choose (dynamic, or any rank at all).
+        if shape and (not spec.ranked or spec.shape[0] is None) and shape[0] > self.max_batch_rows:
             raise PayloadTooLarge(
                 f"input '{name}' has {shape[0]} rows; this deployment accepts at most {self.max_batch_rows} "
                 "rows per request: split the batch"

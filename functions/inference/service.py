@@ -37,7 +37,7 @@ from .store import ArtifactError, ArtifactUnreachable, ModelStore, S3Client, is_
 SERVER_NAME = "modelrail"
 SERVER_VERSION = "0.1.0"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
-_NAME = re.compile(_NAME_PATTERN.replace("$", r"\Z"))
+_NAME = re.compile(_NAME_PATTERN)
 
 
 class Settings(BaseModel):
@@ -291,7 +291,7 @@ class InferenceService:
 
     def check_name(self, name: str, version: str | None = None) -> None:
         if name != self.name:
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 # Powertools' <name> also matches ':' and '@': /v1/models/iris:explain reaches the GET route.
                 raise NotFound(f"no route: '{name}' is not a model name (letters, digits, '.', '_', '-')")
             raise NotFound(f"model '{name}' is not served here; this endpoint serves '{self.name}'")
