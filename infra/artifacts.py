@@ -22,7 +22,7 @@ from constructs import Construct
 
 from spec.bundle import artifact_prefix
 from spec.models import DeployedModel
-from spec.permissions import artifact_versions, read_artifact_versions, s3_object_arn
+from spec.permissions import artifact_versions, read_artifact_versions
 
 from .nag import acknowledge
 
@@ -44,7 +44,7 @@ class ArtifactLocation:
 
     def grant_read(self, grantee: iam.IGrantable, scope: Construct) -> None:
         """s3:GetObject on this one object, nothing else in the bucket."""
-        self._grant(grantee, scope, self.key)
+        self._grant(grantee, scope, prefix=None)
 
     def grant_read_versions(self, grantee: iam.IGrantable, scope: Construct) -> None:
         """s3:GetObject on every version of this object (its prefix), nothing else in the bucket.
@@ -53,14 +53,7 @@ class ArtifactLocation:
         before the alias shifts, so the version still serving, and every rollback target, must keep reading the
         artifact it was published with.
         """
-        # One definition with the local environment, which enforces the same statement on its workers' S3 calls.
-        statement = read_artifact_versions(
-            self.bucket_name, self.key, prefix=self.prefix, partition=Stack.of(scope).partition
-        )
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(statement.actions), resources=list(statement.resources))
-        )
-        resource = artifact_versions(self.key, self.prefix)
+        self._grant(grantee, scope, prefix=self.prefix)
         if self.prefix and isinstance(grantee, Construct):
             bucket = Stack.of(scope).resolve(self.bucket_name)
             shown = f"<{bucket['Ref']}>" if isinstance(bucket, dict) and "Ref" in bucket else bucket
@@ -69,12 +62,17 @@ class ArtifactLocation:
                 "AwsSolutions-IAM5",
                 "Every version of the function shares this role: the one serving now and each rollback target read "
                 "the model they were published with, all under this model's content-addressed prefix.",
-                [f"Resource::arn:<AWS::Partition>:s3:::{shown}/{resource}"],
+                [f"Resource::arn:<AWS::Partition>:s3:::{shown}/{artifact_versions(self.key, self.prefix)}"],
             )
 
-    def _grant(self, grantee: iam.IGrantable, scope: Construct, resource: str) -> None:
-        arn = s3_object_arn(self.bucket_name, resource, Stack.of(scope).partition)
-        grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[arn]))
+    def _grant(self, grantee: iam.IGrantable, scope: Construct, *, prefix: str | None) -> None:
+        # One definition with the local environment, which enforces the same statement on its workers' S3 calls.
+        statement = read_artifact_versions(
+            self.bucket_name, self.key, prefix=prefix, partition=Stack.of(scope).partition
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(statement.actions), resources=list(statement.resources))
+        )
 
 
 def private_bucket(scope: Construct, id_: str, *, access_logs: s3.IBucket, logs_prefix: str, **extra: Any) -> s3.Bucket:
