@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,14 +54,22 @@ def cloud() -> Iterator[LocalCloud]:
 class Rollout:
     """A controller over two real workers, with a record of its decisions and a hand on the metrics."""
 
-    def __init__(self, cloud: LocalCloud, tmp_path: Path, policy: RolloutPolicy, *, good_candidate: bool = True):
+    def __init__(
+        self,
+        cloud: LocalCloud,
+        tmp_path: Path,
+        policy: RolloutPolicy,
+        *,
+        good_candidate: bool = True,
+        alias: type[WeightedAlias] = WeightedAlias,
+    ):
         baseline = bundle(tmp_path / "baseline", 2.0)
         candidate = bundle(tmp_path / "candidate", 2.0 if good_candidate else 3.0)
         self.old = cloud.start_worker(cloud.deploy(baseline), "1")
         self.new = cloud.start_worker(cloud.deploy(candidate), "2")
         self.clock = RehearsalClock(600)  # ten rehearsed minutes per second
         self.store = MetricStore()
-        self.alias = WeightedAlias(FUNCTION, self.clock, self.store)
+        self.alias = alias(FUNCTION, self.clock, self.store)
         for worker in (self.old, self.new):
             self.alias.add_version(worker)
         self.alias.point_to("1")
@@ -79,9 +87,14 @@ class Rollout:
             policy=policy,
             alarms=self.alarms,
             clock=self.clock,
-            decide=lambda _, message: self.decisions.append(message),
+            decide=self._decided,
             stop=self.stop,
         )
+        self.after_decision: Callable[[str], None] = lambda message: None  # runs in the controller's thread
+
+    def _decided(self, _: float, message: str) -> None:
+        self.decisions.append(message)
+        self.after_decision(message)
 
     def fail_after(self, decision: str) -> None:
         """Once ``decision`` has been taken, the new version starts failing half its requests."""
@@ -90,14 +103,18 @@ class Rollout:
             while not any(decision in d for d in self.decisions):
                 if self.stop.wait(0.01):
                     return
-            dims = frozenset({("ModelName", "root"), ("ModelVersion", "2")})
-            now = self.clock.now()
-            self.store.add(
-                [Datapoint(now, "modelrail", "Requests", dims, 1.0) for _ in range(10)]
-                + [Datapoint(now, "modelrail", "ModelErrors", dims, float(i % 2)) for i in range(10)]
-            )
+            self.fail_now()
 
         threading.Thread(target=inject, daemon=True).start()
+
+    def fail_now(self) -> None:
+        """Half of ten requests to the new version fail, now."""
+        dims = frozenset({("ModelName", "root"), ("ModelVersion", "2")})
+        now = self.clock.now()
+        self.store.add(
+            [Datapoint(now, "modelrail", "Requests", dims, 1.0) for _ in range(10)]
+            + [Datapoint(now, "modelrail", "ModelErrors", dims, float(i % 2)) for i in range(10)]
+        )
 
     def run(self) -> RolloutResult:
         try:
@@ -165,6 +182,58 @@ def test_a_stop_rolls_back(cloud: LocalCloud, tmp_path: Path) -> None:
     result = rollout.run()
     assert result.outcome == "rolled_back"
     assert result.reason == "deployment stopped by the operator"
+    # Rolled back: the alias's routing no longer names the new version at all, as after CodeDeploy's rollback.
+    assert rollout.alias.weights() == {"1": 1.0}
+    assert rollout.decisions[-1].endswith("rolled back: alias live is 100% version 1")
+    assert not any("100% version 2" in d for d in rollout.decisions)
+
+
+class OneInTenStaysOld(WeightedAlias):
+    """An alias whose full shift left one request in ten on the old version (a routing config not cleared, or
+    changed by someone else mid-deployment): the post-traffic check must see it."""
+
+    after_full_shift = 0
+
+    def choose(self) -> str:
+        version = super().choose()
+        if version == "2" and self.weights() == {"2": 1.0}:
+            self.after_full_shift += 1
+            if self.after_full_shift % 10 == 0:
+                return "1"
+        return version
+
+
+def test_a_partly_shifted_alias_fails_the_post_traffic_check_and_rolls_back(cloud: LocalCloud, tmp_path: Path) -> None:
+    rollout = Rollout(cloud, tmp_path, CANARY, alias=OneInTenStaysOld)
+    result = rollout.run()
+    assert result.outcome == "rolled_back"
+    # The hook's ten probes: nine answered by the new version, the tenth by the old one.
+    assert result.reason == f"post-traffic hook failed: the alias answered with versions {['2'] * 9 + ['1']}"
+    assert rollout.alias.weights() == {"1": 1.0}
+    assert not any(d.startswith("post-traffic hook passed") for d in rollout.decisions)
+
+
+def test_an_alarm_in_the_full_shifts_period_rolls_back_before_the_post_traffic_hook(
+    cloud: LocalCloud, tmp_path: Path
+) -> None:
+    """The new version fails as it takes all the traffic: the alarm check after the last shift (CodeDeploy watches
+    its alarms until the deployment ends) sees the period, though no step of the schedule is left to watch."""
+    rollout = Rollout(cloud, tmp_path, CANARY)
+    period = rollout.alarms[0].definition.period_seconds
+
+    def fail_on_full_shift(message: str) -> None:
+        if "100% version 2" in message:
+            rollout.fail_now()
+            # The failing period ends after the shift: only the check that follows the last shift can see it.
+            rollout.clock.sleep_until((rollout.clock.now() // period + 1) * period)
+
+    rollout.after_decision = fail_on_full_shift
+    result = rollout.run()
+    assert result.outcome == "rolled_back"
+    assert result.reason.startswith("alarm model-error-rate in ALARM")
+    assert any("100% version 2" in d for d in rollout.decisions)
+    assert not any(d.startswith("post-traffic hook") for d in rollout.decisions)
+    assert rollout.alias.weights() == {"1": 1.0}
 
 
 def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
