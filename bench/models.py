@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".work"
 IRIS_BUNDLE = ROOT / "models" / "iris"
 MLP_LAYERS = (784, 512, 512, 10)
+# Tens of MB of initializers (784*4096 + 4096*2048 FP32 weights: 46 MB): big enough that the artifact fetch is
+# six ranged GETs of 8 MB, so the bench and the tests see the concurrent fetch; never committed, always generated.
+LARGE_MLP_LAYERS = (784, 4096, 2048, 10)
 MLP_SEED = 20261128
 INPUT_SEED = 7
 
 
-def build_mlp(path: Path) -> Path:
+def build_mlp(path: Path, layers: tuple[int, ...] = MLP_LAYERS) -> Path:
     """Write the MLP (Gemm+Relu, opset 17, input ``input`` FP32 [-1,784], output ``logits``) to ``path``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -29,12 +32,12 @@ def build_mlp(path: Path) -> Path:
     rng = np.random.default_rng(MLP_SEED)
     nodes, initializers = [], []
     previous = "input"
-    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(MLP_LAYERS)):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(layers)):
         # He-scaled weights keep activations finite and non-trivial through the ReLUs.
         weight = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(np.float32)
         bias = (rng.standard_normal(fan_out) * 0.01).astype(np.float32)
         initializers += [numpy_helper.from_array(weight, f"W{layer}"), numpy_helper.from_array(bias, f"B{layer}")]
-        last = layer == len(MLP_LAYERS) - 2
+        last = layer == len(layers) - 2
         gemm_out = "logits" if last else f"gemm{layer}"
         nodes.append(helper.make_node("Gemm", [previous, f"W{layer}", f"B{layer}"], [gemm_out], name=f"gemm{layer}"))
         if not last:
@@ -42,9 +45,9 @@ def build_mlp(path: Path) -> Path:
             previous = f"relu{layer}"
     graph = helper.make_graph(
         nodes,
-        "mlp_784_512_512_10",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", MLP_LAYERS[0]])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", MLP_LAYERS[-1]])],
+        "mlp_" + "_".join(map(str, layers)),
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", layers[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", layers[-1]])],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="modelrail-bench")
