@@ -37,6 +37,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import InitError, init_bundle, summary
+
+    data = Path(args.data) if args.data else None
+    try:
+        result = init_bundle(
+            Path(args.bundle),
+            Path(args.model),
+            data=data,
+            labels=args.labels,
+            pass_rate=args.pass_rate,
+            cases=args.cases,
+            name=args.name,
+            force=args.force,
+        )
+    except InitError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
+    print(summary(result, Path(args.model), data))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
@@ -155,6 +177,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
     return 1 if significant else 0
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from .load.run import load
+
+    return load(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelrail", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port (default 8080)")
     serve.set_defaults(run=cmd_serve)
+
+    init = commands.add_parser(
+        "init", help="make a bundle folder from a model and data: acceptance set, drift baseline, settings"
+    )
+    init.add_argument("bundle", metavar="BUNDLE", help="the bundle folder to make (its name is the model's name)")
+    init.add_argument("--model", required=True, metavar="MODEL.onnx", help="the ONNX model")
+    init.add_argument(
+        "--data", metavar="FILE", help="example inputs: CSV, Parquet, or JSONL of inference requests (recommended)"
+    )
+    init.add_argument(
+        "--labels", metavar="COLUMN", help="the data's column of true labels: an accuracy set instead of the "
+        "model's own answers"
+    )
+    init.add_argument(
+        "--pass-rate", type=float, metavar="SHARE", help="with --labels: the share the gate asks to be right "
+        "(default: 2 points under what this model gets right)"
+    )
+    init.add_argument("--cases", type=int, default=100, help="acceptance cases to take from the data (default 100)")
+    init.add_argument("--name", help="the model's name in the API (default: the folder's name)")
+    init.add_argument("--force", action="store_true", help="overwrite the files of an existing bundle")
+    init.set_defaults(run=cmd_init)
 
     check = commands.add_parser("validate", help="run the acceptance gate on a bundle locally")
     check.add_argument("bundle", metavar="BUNDLE")
@@ -204,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--version", help="only the records of this model version")
     drift.add_argument("--png", metavar="FILE", help="plot the worst features against the baseline into this PNG")
     drift.set_defaults(run=cmd_drift)
+
+    load = commands.add_parser(
+        "load", help="open-loop load on a deployed environment, a URL or a local bundle; checks the spec's budgets"
+    )
+    from .load.run import add_arguments as add_load_arguments
+
+    add_load_arguments(load)
+    load.set_defaults(run=cmd_load)
 
     tour = commands.add_parser("tour", help="serve the sample model, send it real requests, print the answers")
     tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE))

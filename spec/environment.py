@@ -66,6 +66,21 @@ class MonitoringSettings(SpecModel):
         le=100_000,
         description="captured canary rows before the monitor publishes PredictionDivergence",
     )
+    paired_max_requests: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="paired canary analysis: the old version's invokes per model per monitor run, at most",
+    )
+    paired_min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="paired canary analysis: requests compared before the monitor publishes CanaryDisagreement",
+    )
+    paired_tolerance: float = Field(
+        default=0.01, ge=0, lt=1, description="paired canary analysis: numeric outputs agree within it (rel. and abs.)"
+    )
     notify_emails: tuple[str, ...] = Field(default=(), description="subscribed to the drift topic")
     capture_retention_days: int = Field(default=90, ge=1, le=3650, description="captured data expires after this")
 
@@ -78,8 +93,23 @@ class MonitoringSettings(SpecModel):
             catalog.Env.CAPTURE_PREFIX.name: CAPTURE_PREFIX,
             catalog.Env.WINDOW_MINUTES.name: str(self.window_minutes),
             catalog.Env.MIN_CANARY_ROWS.name: str(self.min_canary_rows),
+            catalog.Env.PAIRED_MAX_REQUESTS.name: str(self.paired_max_requests),
+            catalog.Env.PAIRED_MIN_REQUESTS.name: str(self.paired_min_requests),
+            catalog.Env.PAIRED_TOLERANCE.name: repr(self.paired_tolerance),
             catalog.Env.METRICS_NAMESPACE.name: catalog.NAMESPACE,
         }
+
+
+class LoadBudget(SpecModel):
+    """The load a version must hold before production (`modelrail load --env ENV`): a peak rate for a while, with
+    p99 latency and errors within budget. Latency is measured by the client from each request's intended start."""
+
+    peak_rps: float = Field(gt=0, le=100_000, description="requests per second the environment must hold")
+    duration_seconds: int = Field(default=60, ge=1, le=3600, description="how long the peak is held")
+    p99_ms: float = Field(gt=0, description="client-side p99 latency budget, milliseconds")
+    max_error_rate_percent: float = Field(
+        default=1.0, ge=0, le=100, description="share of requests answered 5xx, 429, timed out or never sent"
+    )
 
 
 @dataclass(frozen=True)
@@ -122,6 +152,7 @@ class EnvironmentSpec(SpecModel):
     alarms: AlarmThresholds = Field(default_factory=AlarmThresholds)
     function: FunctionSettings = Field(default_factory=FunctionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    load: LoadBudget | None = Field(default=None, description="the load stage's budgets; None: no load stage")
 
     @field_validator("alarms")
     @classmethod
@@ -137,7 +168,8 @@ class EnvironmentSpec(SpecModel):
             if monitored and not monitoring.capture:
                 continue  # no capture, no monitor: nothing publishes its metric, whatever its window
             problems.extend(_faster_than_its_metric(definition, schedule))
-            if isinstance(rollout, RolloutPolicy) and rollout.interval_minutes is not None:
+            # Only an alarm that stops the rollout has a step to fit (prediction-divergence notifies).
+            if isinstance(rollout, RolloutPolicy) and rollout.interval_minutes is not None and definition.stops_rollout:
                 problems.extend(_longer_than_a_step(definition, schedule, rollout))
         if problems:
             raise ValueError("; ".join(problems))
@@ -146,19 +178,28 @@ class EnvironmentSpec(SpecModel):
     def alarm_definitions(self) -> tuple[AlarmDefinition, ...]:
         return self.alarms.definitions(monitor_schedule_minutes=self.monitoring.schedule_minutes)
 
-    def canary_analysis_traffic(self) -> CanaryAnalysisTraffic | None:
-        """Traffic the prediction-divergence alarm needs to stop the first step; None for all_at_once (no step)."""
+    def canary_analysis_traffic(
+        self, alarm: str = "prediction-divergence", rows: int | None = None
+    ) -> CanaryAnalysisTraffic | None:
+        """Traffic the monitor's ``alarm`` needs to fire within the first step, ``rows`` captured canary rows (by
+        default ``monitoring.min_canary_rows``); None for all_at_once (no step)."""
         policy = self.rollout
         if policy.percentage is None or policy.interval_minutes is None:
             return None
-        (divergence,) = (d for d in self.alarm_definitions() if d.name == "prediction-divergence")
+        (definition,) = (d for d in self.alarm_definitions() if d.name == alarm)
         share = self.monitoring.sample_rate * policy.percentage / 100
         step = policy.interval_minutes * 60
+        needed = self.monitoring.min_canary_rows if rows is None else rows
         return CanaryAnalysisTraffic(
-            requests=math.ceil(round(self.monitoring.min_canary_rows / share, 6)),  # 50 / 0.005 is not exact
+            requests=math.ceil(round(needed / share, 6)),  # 50 / 0.005 is not exact
             step_seconds=step,
-            seconds_available=step - divergence.seconds_to_alarm(self.monitoring.schedule_minutes),
+            seconds_available=step - definition.seconds_to_alarm(self.monitoring.schedule_minutes),
         )
+
+    def paired_analysis_traffic(self) -> CanaryAnalysisTraffic | None:
+        """Traffic the canary-disagreement alarm needs to stop the first step: ``monitoring.paired_min_requests``
+        captured canary requests; None for all_at_once (no step)."""
+        return self.canary_analysis_traffic("canary-disagreement", self.monitoring.paired_min_requests)
 
 
 def _published_by(metric: catalog.Metric, schedule_minutes: int) -> str:
