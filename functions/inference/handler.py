@@ -291,7 +291,7 @@ def _stamp(response: dict[str, Any], outcome: Outcome, elapsed_ms: float) -> Non
     timing = f"total;dur={elapsed_ms:.3f}"
     if outcome.model_ms is not None:
         timing += f", model;dur={outcome.model_ms:.3f}"
-    stamps = {"x-model-version": service.version, "server-timing": timing}
+    stamps = {"x-model-version": service.version, "server-timing": timing, "x-environment-id": service.environment_id}
     if "multiValueHeaders" in response:
         response["multiValueHeaders"].update({k: [v] for k, v in stamps.items()})
     else:

@@ -182,6 +182,7 @@ class InferenceService:
         self.capture = capture
         self.on_attempt = on_attempt
         self._loader: _Loader | None = None  # set only while a transient failure waits to be retried
+        self._environment_id: str | None = None
 
     @classmethod
     def from_environment(
@@ -246,6 +247,17 @@ class InferenceService:
                 self._load()
         finally:
             loader.lock.release()
+
+    @property
+    def environment_id(self) -> str:
+        """A random id of this execution environment, on every answer (x-environment-id): a client under load
+        counts cold starts as the first answers of ids it has not seen. Made at the first answer, not at import,
+        so that environments restored from one SnapStart snapshot do not share it."""
+        if self._environment_id is None:
+            import secrets
+
+            self._environment_id = secrets.token_hex(8)
+        return self._environment_id
 
     def retry_in_s(self) -> int | None:
         """Whole seconds until the next attempt to load the model; None when none will come."""
