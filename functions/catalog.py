@@ -188,7 +188,9 @@ class EnvVar:
     readers: tuple[Function, ...]
     description: str
     required: bool = False
-    """Every reader refuses to work without it (so the deployment must set it)."""
+    """Every reader refuses to work without it (so the deployment must set it), but those in ``optional_for``."""
+    optional_for: tuple[Function, ...] = ()
+    """Readers that work without it (the pre-traffic hook's replay is skipped when data capture is off)."""
 
 
 _HOOKS = (Function.PRE_TRAFFIC, Function.POST_TRAFFIC)
@@ -220,7 +222,9 @@ class Env:
     )
     CAPTURE_SAMPLE_RATE = EnvVar("CAPTURE_SAMPLE_RATE", (Function.INFERENCE,), "share of successful requests captured")
     CAPTURE_EXCLUDE_INPUTS = EnvVar(
-        "CAPTURE_EXCLUDE_INPUTS", (Function.INFERENCE,), "comma-separated inputs data capture never writes"
+        "CAPTURE_EXCLUDE_INPUTS",
+        (Function.INFERENCE, Function.PRE_TRAFFIC),
+        "comma-separated inputs data capture never writes (the hook then cannot replay captured requests)",
     )
     FUNCTION_VERSION = EnvVar(
         "AWS_LAMBDA_FUNCTION_VERSION", (Function.INFERENCE,), "set by the Lambda runtime: the version serving"
@@ -236,7 +240,11 @@ class Env:
         "MODELS", (Function.MONITOR,), "JSON list of {name, baseline_uri, baseline_sha256} to monitor", required=True
     )
     CAPTURE_BUCKET = EnvVar(
-        "CAPTURE_BUCKET", (Function.MONITOR,), "the bucket Firehose writes capture to", required=True
+        "CAPTURE_BUCKET",
+        (Function.MONITOR, Function.PRE_TRAFFIC),
+        "the bucket Firehose writes capture to (the hook replays from it; without it, capture is off)",
+        required=True,
+        optional_for=(Function.PRE_TRAFFIC,),
     )
     CAPTURE_PREFIX = EnvVar("CAPTURE_PREFIX", (Function.MONITOR,), "the capture records' prefix (default capture/)")
     WINDOW_MINUTES = EnvVar("WINDOW_MINUTES", (Function.MONITOR,), "captured data each run compares (default 60)")

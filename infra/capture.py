@@ -8,7 +8,7 @@ reads. Captured data expires after the spec's retention.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
@@ -25,6 +25,7 @@ from spec.capture import (
     PARTITION_KEYS_QUERY,
     PARTITIONED_PREFIX,
 )
+from spec.permissions import model_capture_prefix, read_model_capture
 
 from .artifacts import private_bucket
 from .nag import acknowledge, logical_id
@@ -129,3 +130,28 @@ class DataCaptureStream(Construct):
     def grant_read(self, grantee: iam.IGrantable) -> None:
         """List and read captured data (the drift monitor)."""
         self.bucket.grant_read(grantee, f"{CAPTURE_PREFIX}*")
+
+    def grant_read_model(self, grantee: iam.IGrantable, model_name: str) -> None:
+        """List and read one model's captured requests, nothing else of the bucket (the pre-traffic hook's replay);
+        the statements are spec.permissions' (one definition with the tests that evaluate them)."""
+        statements = read_model_capture(self.bucket.bucket_name, model_name, partition=Stack.of(self).partition)
+        for statement in statements:
+            conditions = {"StringLike": {"s3:prefix": list(statement.prefixes)}} if statement.prefixes else None
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(statement.actions), resources=list(statement.resources), conditions=conditions
+                )
+            )
+        # The finding is on the role the statement lands in (a function's own role).
+        role = getattr(grantee, "role", None) or grantee
+        if isinstance(role, Construct):
+            acknowledge(
+                role,
+                "AwsSolutions-IAM5",
+                "The gate replays the captured requests of its own model: Firehose derives their keys from each "
+                "record (version, hour), so they are read under that model's capture prefix only.",
+                [
+                    f"Resource::arn:<AWS::Partition>:s3:::<{logical_id(self.bucket)}>/"
+                    f"{model_capture_prefix(model_name)}*"
+                ],
+            )

@@ -127,6 +127,7 @@ class AcceptanceHooks(Construct):
         acceptance_uri: str | None,
         layer: lambda_.ILayerVersion,
         architecture: str,
+        capture_bucket: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self._layer, self._architecture, self._model_name = layer, architecture, model.name
@@ -134,7 +135,9 @@ class AcceptanceHooks(Construct):
             "PreTraffic",
             handler=PRE_TRAFFIC_HANDLER,
             description=f"modelrail acceptance gate (pre-traffic): model {model.name}",
-            environment=model.hook_environment(new_version_arn=version.function_arn, acceptance_uri=acceptance_uri),
+            environment=model.hook_environment(
+                new_version_arn=version.function_arn, acceptance_uri=acceptance_uri, capture_bucket=capture_bucket
+            ),
             timeout=Duration.minutes(10),
         )
         self.post_traffic = self._hook(
@@ -208,6 +211,7 @@ class Rollout(Construct):
         layer: lambda_.ILayerVersion,
         architecture: str,
         hotfix: Hotfix | None = None,
+        capture_bucket: str | None = None,
     ) -> None:
         super().__init__(scope, id_)
         self.policy = policy
@@ -226,6 +230,7 @@ class Rollout(Construct):
             acceptance_uri=acceptance_uri,
             layer=layer,
             architecture=architecture,
+            capture_bucket=capture_bucket,
         )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,

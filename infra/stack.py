@@ -69,9 +69,12 @@ class ModelService(Construct):
             layer=runtime.layer,
             architecture=environment.function.architecture,
             hotfix=hotfix,
+            capture_bucket=capture.bucket.bucket_name if capture else None,
         )
         if acceptance is not None:
             acceptance.grant_read(self.rollout.hooks.pre_traffic, self)
+        if capture is not None:  # the gate replays the replaced version's captured requests
+            capture.grant_read_model(self.rollout.hooks.pre_traffic, model.name)
         self.api = InferenceApi(
             self,
             "Api",

@@ -109,8 +109,11 @@ class DeployedModel:
         """Object key of the drift baseline (content-addressed), None when the bundle has none."""
         return f"baselines/{self.name}/{self.baseline_sha256}.json" if self.baseline_sha256 else None
 
-    def hook_environment(self, *, new_version_arn: str, acceptance_uri: str | None) -> dict[str, str]:
-        """The pre-traffic hook's environment: which version to judge, against which set and criteria."""
+    def hook_environment(
+        self, *, new_version_arn: str, acceptance_uri: str | None, capture_bucket: str | None = None
+    ) -> dict[str, str]:
+        """The pre-traffic hook's environment: which version to judge, against which set and criteria, and where
+        the replaced version's captured requests are (none when data capture is off)."""
         criteria = self.bundle.settings.acceptance.model_dump_json() if self.bundle else "{}"
         environment = {
             Env.MODEL_NAME.name: self.name,
@@ -120,6 +123,11 @@ class DeployedModel:
         }
         if acceptance_uri is not None and self.acceptance_sha256 is not None:
             environment |= {Env.ACCEPTANCE_URI.name: acceptance_uri, Env.ACCEPTANCE_SHA256.name: self.acceptance_sha256}
+        if capture_bucket is not None:
+            environment[Env.CAPTURE_BUCKET.name] = capture_bucket
+            excluded = self.bundle.settings.capture_exclude_inputs if self.bundle else ()
+            if excluded:  # such requests cannot be rebuilt: the hook says so instead of replaying
+                environment[Env.CAPTURE_EXCLUDE_INPUTS.name] = ",".join(excluded)
         return environment
 
     def post_traffic_environment(self, *, new_version_arn: str) -> dict[str, str]:

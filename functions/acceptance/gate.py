@@ -11,15 +11,18 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .codedeploy import MIN_CALL_SECONDS
 from .criteria import AcceptanceCriteria
 from .events import response_body, response_headers, rest_proxy_event
+
+if TYPE_CHECKING:
+    from .replay import Unavailable
 
 Invoker = Callable[[dict[str, Any]], dict[str, Any]]  # API Gateway proxy event -> proxy response
 NON_FINITE_MARKER = "non-finite"  # in the inference function's 500 for NaN/Inf outputs
@@ -62,6 +65,7 @@ class CriterionResult:
     measured: str
     threshold: str
     detail: str = ""
+    informational: bool = False  # reported beside the criteria, never decides the verdict
 
 
 @dataclass
@@ -72,10 +76,10 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.criteria)
+        return all(c.passed for c in self.criteria if not c.informational)
 
     def failing(self) -> list[str]:
-        return [c.name for c in self.criteria if not c.passed]
+        return [c.name for c in self.criteria if not c.passed and not c.informational]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,11 +92,14 @@ class Verdict:
 
     def table(self) -> str:
         rows = [("criterion", "measured", "threshold", "result")]
-        rows += [(c.name, c.measured, c.threshold, "pass" if c.passed else "FAIL") for c in self.criteria]
+        rows += [
+            (c.name, c.measured, c.threshold, "info" if c.informational else "pass" if c.passed else "FAIL")
+            for c in self.criteria
+        ]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        details = [f"  {c.name}: {c.detail}" for c in self.criteria if c.detail and not c.passed]
+        details = [f"  {c.name}: {c.detail}" for c in self.criteria if c.detail and (c.informational or not c.passed)]
         return "\n".join(lines + (["", *details] if details else []))
 
 
@@ -159,7 +166,9 @@ def outputs_match(actual: list[Any], expected: list[Any], atol: float, rtol: flo
 
 
 def signature_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
-    """How the candidate's inputs break clients of the baseline: removed/added inputs, datatypes, shapes."""
+    """How the candidate breaks clients of the baseline: removed/added inputs, their datatypes and shapes; removed
+    outputs, and outputs whose kind (tensor, sequence of maps), type, datatype, rank or fixed dimensions changed (a
+    client parsing ZipMap's maps breaks on a probability tensor of the same name)."""
     old = {i["name"]: i for i in baseline.get("inputs", [])}
     new = {i["name"]: i for i in candidate.get("inputs", [])}
     problems = [f"input '{n}' was removed" for n in old if n not in new]
@@ -174,7 +183,49 @@ def signature_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -
             for axis, (was, now) in enumerate(zip(a["shape"], b["shape"], strict=True)):
                 if now != -1 and now != was:  # a fixed dimension that old requests may not meet
                     problems.append(f"input '{name}' dimension {axis} {was} -> {now}")
-    return sorted(problems)
+    return sorted(problems + output_differences(baseline, candidate))
+
+
+def output_kind(spec: dict[str, Any]) -> str:
+    """'tensor', or what the ONNX type of a non-tensor output is (the model metadata's ``parameters.onnx_type``)."""
+    onnx_type = str((spec.get("parameters") or {}).get("onnx_type") or "")
+    if not onnx_type:
+        return "tensor"
+    if onnx_type.startswith("seq(map("):
+        return "sequence of maps"
+    if onnx_type.startswith("seq("):
+        return "sequence"
+    if onnx_type.startswith("map("):
+        return "map"
+    return onnx_type
+
+
+def output_differences(baseline: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """Outputs the baseline's clients read that the candidate removed or changed; a new output breaks nobody."""
+    old = {o["name"]: o for o in baseline.get("outputs", [])}
+    new = {o["name"]: o for o in candidate.get("outputs", [])}
+    problems = [f"output '{n}' was removed" for n in old if n not in new]
+    for name in old.keys() & new.keys():
+        a, b = old[name], new[name]
+        kind_a, kind_b = output_kind(a), output_kind(b)
+        type_a, type_b = (a.get("parameters") or {}).get("onnx_type"), (b.get("parameters") or {}).get("onnx_type")
+        if kind_a != kind_b:
+            problems.append(
+                f"output '{name}' changed kind {kind_a} ({type_a or a['datatype']}) -> {kind_b} "
+                f"({type_b or b['datatype']})"
+            )
+        elif kind_a != "tensor":
+            if type_a != type_b:  # e.g. ZipMap's keys from int64 to string: every client's lookups change
+                problems.append(f"output '{name}' changed type {type_a} -> {type_b}")
+        elif a["datatype"] != b["datatype"]:
+            problems.append(f"output '{name}' changed datatype {a['datatype']} -> {b['datatype']}")
+        elif len(a["shape"]) != len(b["shape"]):
+            problems.append(f"output '{name}' changed rank {a['shape']} -> {b['shape']}")
+        else:
+            for axis, (was, now) in enumerate(zip(a["shape"], b["shape"], strict=True)):
+                if was != -1 and now != was:  # e.g. 3 classes -> 4: a fixed width clients index into
+                    problems.append(f"output '{name}' dimension {axis} {was} -> {now}")
+    return problems
 
 
 def synthetic_inputs(metadata: dict[str, Any]) -> list[dict[str, Any]]:
@@ -189,6 +240,51 @@ def synthetic_inputs(metadata: dict[str, Any]) -> list[dict[str, Any]]:
     return inputs
 
 
+@dataclass
+class CaseScore:
+    """An acceptance set as answered by one version."""
+
+    evaluated: int = 0
+    correct: int = 0
+    wrong: list[str] = field(default_factory=list)  # the first three mismatches
+    errors: list[str] = field(default_factory=list)
+    non_finite: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+def score_cases(
+    model: str,
+    invoke: Invoker,
+    cases: list[AcceptanceCase],
+    criteria: AcceptanceCriteria,
+    *,
+    seconds_left: Callable[[], float] | None = None,
+) -> CaseScore:
+    """Each case's inputs sent to ``invoke`` and its answer matched with the case's expectation (``criteria``'s
+    tolerances); stops before a call with less than MIN_CALL_SECONDS left."""
+    score = CaseScore()
+    for case in cases:
+        if seconds_left is not None and seconds_left() < MIN_CALL_SECONDS:
+            break
+        score.evaluated += 1
+        call = _call(invoke, "POST", f"/v2/models/{model}/infer", {"inputs": case.inputs})
+        score.latencies.append(call.latency_ms)
+        if call.status >= 400:
+            score.errors.append(f"line {case.line}: HTTP {call.status} {call.error}")
+            score.non_finite += NON_FINITE_MARKER in call.error
+            continue
+        outputs = {o["name"]: o.get("data", []) for o in call.document.get("outputs", [])}
+        if all(
+            name in outputs and outputs_match(outputs[name], want, criteria.atol, criteria.rtol)
+            for name, want in case.expected.items()
+        ):
+            score.correct += 1
+        elif len(score.wrong) < 3:
+            got = {name: outputs.get(name) for name in case.expected}
+            score.wrong.append(f"line {case.line}: expected {case.expected}, got {json.dumps(got)[:200]}")
+    return score
+
+
 def evaluate(
     model: str,
     invoke: Invoker,
@@ -197,12 +293,15 @@ def evaluate(
     *,
     baseline_metadata: dict[str, Any] | Unanswered | None = None,
     seconds_left: Callable[[], float] | None = None,
+    replay_records: Sequence[dict[str, Any]] | Unavailable | None = None,
 ) -> Verdict:
     """Measure the version behind ``invoke`` against ``criteria``; never raises for what the model does.
 
     ``baseline_metadata``: the replaced version's (``served_signature``), None on a first deploy.
     ``seconds_left``: the time calls may still take (the hook's remaining time less its report's reserve); no call
     starts with less than MIN_CALL_SECONDS left, and a gate cut short before the whole acceptance set fails.
+    ``replay_records``: captured requests of the replaced version to replay (``replay.read_capture``), or why there
+    are none; None leaves the replay out (a gate with nothing to replace it by).
     """
 
     def out_of_time() -> bool:
@@ -258,31 +357,9 @@ def evaluate(
             )
         )
 
-    latencies: list[float] = []
-    errors: list[str] = []
-    non_finite = 0
-    correct = 0
-    wrong: list[str] = []
-    evaluated = 0
-    for case in cases:
-        if out_of_time():
-            break
-        evaluated += 1
-        call = _call(invoke, "POST", f"/v2/models/{model}/infer", {"inputs": case.inputs})
-        latencies.append(call.latency_ms)
-        if call.status >= 400:
-            errors.append(f"line {case.line}: HTTP {call.status} {call.error}")
-            non_finite += NON_FINITE_MARKER in call.error
-            continue
-        outputs = {o["name"]: o.get("data", []) for o in call.document.get("outputs", [])}
-        if all(
-            name in outputs and outputs_match(outputs[name], want, criteria.atol, criteria.rtol)
-            for name, want in case.expected.items()
-        ):
-            correct += 1
-        elif len(wrong) < 3:
-            got = {name: outputs.get(name) for name in case.expected}
-            wrong.append(f"line {case.line}: expected {case.expected}, got {json.dumps(got)[:200]}")
+    score = score_cases(model, invoke, cases, criteria, seconds_left=seconds_left)
+    latencies, errors, non_finite = score.latencies, score.errors, score.non_finite
+    correct, wrong, evaluated = score.correct, score.wrong, score.evaluated
 
     ran_out = evaluated < len(cases)
     probe_inputs = [c.inputs for c in cases] or [synthetic_inputs(metadata)]
@@ -343,4 +420,12 @@ def evaluate(
             f"p50 {float(np.percentile(latencies, 50)):.2f} ms" if latencies else "",
         )
     )
+    if replay_records is not None:
+        from .replay import Unavailable as NothingToReplay
+        from .replay import replay
+
+        if criteria.breaking_change and not isinstance(replay_records, NothingToReplay):
+            # Requests and answers of the replaced signature do not describe the new one.
+            replay_records = NothingToReplay("breaking change declared: captured requests fit the old signature")
+        verdict.criteria += replay(model, invoke, replay_records, criteria.replay, seconds_left=seconds_left).criteria
     return verdict

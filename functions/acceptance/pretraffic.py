@@ -37,7 +37,9 @@ from .codedeploy import (
 )
 
 if TYPE_CHECKING:
-    from .gate import AcceptanceCase, Unanswered, Verdict
+    from .criteria import AcceptanceCriteria
+    from .gate import AcceptanceCase, Verdict
+    from .replay import Unavailable
 
 logger = hook_logger()
 
@@ -70,10 +72,11 @@ def handler(event: dict[str, Any], context: Any, *, clients: Mapping[str, Any] |
 
 
 def run_gate(environ: Mapping[str, str], clients: MutableMapping[str, Any], deadline: Deadline = UNBOUNDED) -> Verdict:
-    """The gate on NEW_VERSION_ARN, against the version the alias serves now; calls end before ``deadline``'s
-    reserve (a Lambda client handed in, as in tests, is used as it is)."""
+    """The gate on NEW_VERSION_ARN, against the version the alias serves now: its signature, and its captured
+    requests replayed (CAPTURE_BUCKET); calls end before ``deadline``'s reserve (a Lambda client handed in, as in
+    tests, is used as it is)."""
     from .criteria import AcceptanceCriteria
-    from .gate import evaluate
+    from .gate import evaluate, served_signature
 
     version_arn = environ[Env.NEW_VERSION_ARN.name]
     model = environ[Env.MODEL_NAME.name]
@@ -82,7 +85,12 @@ def run_gate(environ: Mapping[str, str], clients: MutableMapping[str, Any], dead
         clients["lambda"] = DeadlineBoundLambda(deadline)
     lambda_client = clients["lambda"]
     cases = _acceptance_cases(environ, clients)
-    baseline = _baseline_metadata(lambda_client, version_arn, environ.get(Env.ALIAS_NAME.name, "live"), model)
+    function_arn = version_arn.rpartition(":")[0]
+    current = _current_version(lambda_client, version_arn, environ.get(Env.ALIAS_NAME.name, "live"))
+    baseline = (
+        None if current is None else served_signature(LambdaInvoker(lambda_client, f"{function_arn}:{current}"), model)
+    )
+    replay_records = _replay_records(environ, clients, model, current, criteria, deadline)
     return evaluate(
         model,
         LambdaInvoker(lambda_client, version_arn),
@@ -90,6 +98,7 @@ def run_gate(environ: Mapping[str, str], clients: MutableMapping[str, Any], dead
         criteria,
         baseline_metadata=baseline,
         seconds_left=deadline.for_work,
+        replay_records=replay_records,
     )
 
 
@@ -108,21 +117,47 @@ def _acceptance_cases(environ: Mapping[str, str], clients: MutableMapping[str, A
     return parse_cases(body.decode("utf-8"), uri)
 
 
-def _baseline_metadata(
-    lambda_client: Any, version_arn: str, alias: str, model: str
-) -> dict[str, Any] | Unanswered | None:
-    """The signature of the version the alias serves now (the one being replaced). None only on a first deploy:
-    the alias does not exist yet, or already names the new version (or $LATEST)."""
-    from .gate import served_signature
-
+def _current_version(lambda_client: Any, version_arn: str, alias: str) -> str | None:
+    """The version the alias serves now (the one being replaced). None only on a first deploy: the alias does not
+    exist yet, or already names the new version (or $LATEST)."""
     function_arn, _, new_version = version_arn.rpartition(":")
     try:
-        current = lambda_client.get_alias(FunctionName=function_arn, Name=alias)["FunctionVersion"]
+        current = str(lambda_client.get_alias(FunctionName=function_arn, Name=alias)["FunctionVersion"])
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
             logger.info("alias does not exist yet: a first deploy, no previous version", extra={"alias": alias})
             return None
         raise
-    if current in (new_version, "$LATEST"):
-        return None
-    return served_signature(LambdaInvoker(lambda_client, f"{function_arn}:{current}"), model)
+    return None if current in (new_version, "$LATEST") else current
+
+
+def _replay_records(
+    environ: Mapping[str, str],
+    clients: MutableMapping[str, Any],
+    model: str,
+    current: str | None,
+    criteria: AcceptanceCriteria,
+    deadline: Deadline,
+) -> list[dict[str, Any]] | Unavailable:
+    """The replaced version's newest captured requests, or why there are none to replay."""
+    from .replay import Unavailable, read_capture
+
+    if current is None:
+        return Unavailable("first deploy: no version has served this model, so nothing was captured")
+    excluded = [n.strip() for n in environ.get(Env.CAPTURE_EXCLUDE_INPUTS.name, "").split(",") if n.strip()]
+    if excluded:
+        return Unavailable(
+            f"the bundle's capture_exclude_inputs {excluded} are never captured: requests cannot be rebuilt"
+        )
+    bucket = environ.get(Env.CAPTURE_BUCKET.name)
+    if not bucket:
+        return Unavailable("data capture is off in this environment (monitoring.capture): nothing was captured")
+    try:
+        return read_capture(
+            client(clients, "s3"), bucket, model, current, criteria.replay, seconds_left=deadline.for_work
+        )
+    except Exception as exc:  # the gate fails closed: a replay that could not read is not a replay that passed
+        logger.exception("could not read captured requests", extra={"bucket": bucket, "model": model})
+        return Unavailable(
+            f"could not read captured requests from s3://{bucket}: {type(exc).__name__}: {exc}", fail=True
+        )
