@@ -15,18 +15,52 @@ path with another method answers 405 with Allow, and any other path 404.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.metrics import MetricUnit
 
-from .catalog import (
+def _without_other_resolvers(package: str) -> None:
+    """Let ``package``'s submodules import without running its ``__init__`` until an attribute of it is asked for.
+
+    Powertools' ``event_handler/__init__.py`` imports every resolver it has (AppSync with asyncio, Bedrock agents,
+    VPC Lattice, Lambda function URLs, ...) for a function that uses the REST one: 30-50 ms of CPU in each cold
+    start. Registered unexecuted, the package still finds its submodules (``__path__`` is set); the first lookup of
+    a name on it (``from aws_lambda_powertools.event_handler import AppSyncResolver``, anywhere) runs the real
+    ``__init__`` and answers, so nothing that imports the package as documented sees a difference.
+    """
+    if package in sys.modules:
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+
+    def lookup(name: str) -> Any:
+        submodule = f"{package}.{name}"
+        if submodule in sys.modules or importlib.util.find_spec(submodule) is not None:
+            return importlib.import_module(submodule)  # `from package import submodule` needs no __init__
+        del module.__dict__["__getattr__"]
+        assert spec.loader is not None
+        spec.loader.exec_module(module)
+        return getattr(module, name)
+
+    module.__dict__["__getattr__"] = lookup
+    sys.modules[package] = module
+
+
+_without_other_resolvers("aws_lambda_powertools.event_handler")
+
+from aws_lambda_powertools import Logger, Metrics  # noqa: E402
+from aws_lambda_powertools.event_handler.api_gateway import APIGatewayRestResolver, Response  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+
+from .catalog import (  # noqa: E402
     ARTIFACT_FETCH_RETRIES,
     CAPTURE_DROPPED,
     CAPTURED_RECORDS,
@@ -44,9 +78,9 @@ from .catalog import (
     Env,
     Metric,
 )
-from .errors import ApiError, MethodNotAllowed, ModelFault, NotFound
-from .protocol import dumps
-from .service import InferenceService, LoadAttempt, Outcome
+from .errors import ApiError, MethodNotAllowed, ModelFault, NotFound  # noqa: E402
+from .protocol import dumps  # noqa: E402
+from .service import InferenceService, LoadAttempt, Outcome  # noqa: E402
 
 # Health and metadata requests publish no metrics by design; Powertools would warn on each of them.
 warnings.filterwarnings("ignore", message="No application metrics to publish")

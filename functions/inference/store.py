@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +54,16 @@ class ArtifactNotFound(ArtifactUnreachable):
 
 class ArtifactDigestMismatch(ArtifactError):
     pass
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """How the last download went: what the bench reports as fetch throughput and verification time."""
+
+    size: int
+    gets: int  # 1, or the number of ranged GETs
+    seconds: float  # from the first GET to the verified file in place
+    digest_seconds: float  # of which hashing
 
 
 class S3Client(Protocol):
@@ -98,6 +110,7 @@ class ModelStore:
         self.s3 = s3
         self.part_bytes = part_bytes
         self.concurrency = concurrency
+        self.last_fetch: FetchReport | None = None
 
     def path_for(self, sha256: str) -> Path:
         return self.cache_dir / f"{sha256}.onnx"
@@ -114,6 +127,7 @@ class ModelStore:
             bucket, key = parse_s3_uri(uri)
         except ValueError as exc:
             raise ArtifactError(f"model artifact URI: {exc}") from None
+        started = time.perf_counter()
         # The first GET asks for the first part only: an artifact up to ``part_bytes`` comes whole in it, a larger
         # one tells its size (Content-Range) and the other parts are fetched concurrently while this one streams.
         try:
@@ -129,7 +143,7 @@ class ModelStore:
         try:
             size = _total_size(response)
             self._check_space(uri, size)
-            return self._store_verified(uri, sha256, bucket, key, response, size, cached)
+            return self._store_verified(uri, sha256, bucket, key, response, size, cached, started)
         finally:
             close = getattr(body, "close", None)
             if close is not None:
@@ -149,10 +163,19 @@ class ModelStore:
             )
 
     def _store_verified(
-        self, uri: str, sha256: str, bucket: str, key: str, first: dict[str, Any], size: int | None, cached: Path
+        self,
+        uri: str,
+        sha256: str,
+        bucket: str,
+        key: str,
+        first: dict[str, Any],
+        size: int | None,
+        cached: Path,
+        started: float,
     ) -> Path:
         """Write the artifact to a temporary file and move it into place only if its bytes, in order, match."""
         digest = hashlib.sha256()
+        hashing = 0.0
         written = 0
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-")
@@ -191,7 +214,9 @@ class ModelStore:
                         ) from exc
                     if chunk is None:
                         break
+                    before = time.perf_counter()
                     digest.update(chunk)
+                    hashing += time.perf_counter() - before
                     out.write(chunk)
                     written += len(chunk)
                 if first_end is not None and pool is not None and written != first_end:
@@ -201,7 +226,9 @@ class ModelStore:
                 while pending:
                     data = pending.popleft()[2].result()
                     submit(1)
+                    before = time.perf_counter()
                     digest.update(data)
+                    hashing += time.perf_counter() - before
                     out.write(data)
                     written += len(data)
             actual = digest.hexdigest()
@@ -211,6 +238,8 @@ class ModelStore:
                     "refusing to serve it"
                 )
             tmp.replace(cached)
+            gets = 1 + (-(-(written - first_end) // self.part_bytes) if first_end else 0)
+            self.last_fetch = FetchReport(written, gets, time.perf_counter() - started, hashing)
         except OSError as exc:  # writing (ENOSPC may only show when the file is closed), or moving into place
             raise ArtifactUnreachable(
                 f"cannot store model artifact {uri} in {self.cache_dir} after {written} bytes: {_describe(exc)}"

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from functions.inference.service import boto3_s3_client
 from tests.utils import Answer, Context, answer_of, rest_event
 
 BUCKET = "modelrail-artifacts-test"
@@ -33,6 +34,9 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # mock_aws intercepts botocore only: the function's own signed GETs (s3get.py, used when the credentials are in
+    # the environment) would leave the process, so here it uses boto3's client, as it does under SnapStart.
+    monkeypatch.setattr("functions.inference.service._s3_client", boto3_s3_client)
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)

@@ -26,8 +26,14 @@ def test_good_environment() -> None:
     [
         ({"MODEL_URI": "https://example.com/m.onnx"}, "MODEL_URI: expected s3://<bucket>/<key>"),
         ({"MODEL_SHA256": "abc"}, "MODEL_SHA256: expected 64 hexadecimal digits, got 'abc'"),
-        ({"MAX_BATCH_ROWS": "0"}, "MAX_BATCH_ROWS: Input should be greater than or equal to 1"),
-        ({"MODEL_NAME": ""}, "MODEL_NAME: String should match pattern"),
+        ({"MAX_BATCH_ROWS": "0"}, "MAX_BATCH_ROWS: expected an integer >= 1, got '0'"),
+        ({"MAX_BATCH_ROWS": "ten"}, "MAX_BATCH_ROWS: expected an integer >= 1, got 'ten'"),
+        ({"MODEL_NAME": ""}, "MODEL_NAME: expected 1-128 letters, digits"),
+        ({"MODEL_NAME": "iris\n"}, "MODEL_NAME: expected 1-128 letters, digits"),
+        ({"ORT_INTRA_OP_THREADS": "0"}, "ORT_INTRA_OP_THREADS: expected an integer >= 1, got '0'"),
+        ({"CAPTURE_SAMPLE_RATE": "1.5"}, "CAPTURE_SAMPLE_RATE: expected a number from 0 to 1, got '1.5'"),
+        ({"CAPTURE_SAMPLE_RATE": "nan"}, "CAPTURE_SAMPLE_RATE: expected a number from 0 to 1, got 'nan'"),
+        ({"CAPTURE_STREAM": ""}, "CAPTURE_STREAM: expected a name, got an empty string"),
     ],
 )
 def test_bad_environment_names_the_variable(override: dict[str, str], expected: str) -> None:
@@ -38,5 +44,15 @@ def test_bad_environment_names_the_variable(override: dict[str, str], expected: 
 
 def test_missing_variable_is_named() -> None:
     environment = {k: v for k, v in GOOD.items() if k != "MODEL_URI"}
-    with pytest.raises(ValueError, match="MODEL_URI: Field required"):
+    with pytest.raises(ValueError, match="MODEL_URI: required"):
         Settings.from_environment(environment)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ValueError, match="invalid function environment") as caught:
+        Settings.from_environment({**GOOD, "MODEL_SHA256": "abc", "MAX_BATCH_ROWS": "-3", "MODEL_NAME": "a b"})
+    assert [p.split(":")[0] for p in str(caught.value).split(": ", 1)[1].split("; ")] == [
+        "MODEL_NAME",
+        "MODEL_SHA256",
+        "MAX_BATCH_ROWS",
+    ]
