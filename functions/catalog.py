@@ -65,7 +65,7 @@ class Cadence(StrEnum):
 class Metric:
     name: str
     unit: str
-    """CloudWatch's unit name: Count, Milliseconds or None."""
+    """CloudWatch's unit name: Count, Milliseconds, Percent or None."""
     dimensions: tuple[str, ...]
     """The dimension set that scopes it to one version (what the rollout alarms use)."""
     publisher: Function
@@ -139,6 +139,11 @@ FEATURE_DRIFT = _monitor(
 PREDICTION_DIVERGENCE = _monitor(
     "PredictionDivergence", "None", "canary analysis: PSI of the new version's predictions against the old one's"
 )
+CANARY_DISAGREEMENT = _monitor(
+    "CanaryDisagreement",
+    "Percent",
+    "paired canary analysis: share of the new version's captured requests the old version answers otherwise",
+)
 
 # --- AWS Lambda's own, per function -----------------------------------------------------------------------------
 
@@ -166,6 +171,7 @@ METRICS: tuple[Metric, ...] = (
     PREDICTION_DRIFT,
     FEATURE_DRIFT,
     PREDICTION_DIVERGENCE,
+    CANARY_DISAGREEMENT,
     INVOCATIONS,
     ERRORS,
     THROTTLES,
@@ -237,7 +243,10 @@ class Env:
     ACCEPTANCE_URI = EnvVar("ACCEPTANCE_URI", (Function.PRE_TRAFFIC,), "s3:// URI of the acceptance set (when any)")
     ACCEPTANCE_SHA256 = EnvVar("ACCEPTANCE_SHA256", (Function.PRE_TRAFFIC,), "the acceptance set's sha256")
     MODELS = EnvVar(
-        "MODELS", (Function.MONITOR,), "JSON list of {name, baseline_uri, baseline_sha256} to monitor", required=True
+        "MODELS",
+        (Function.MONITOR,),
+        "JSON list of {name, baseline_uri, baseline_sha256, function_name?} to monitor",
+        required=True,
     )
     CAPTURE_BUCKET = EnvVar(
         "CAPTURE_BUCKET",
@@ -251,6 +260,15 @@ class Env:
     MIN_ROWS = EnvVar("MIN_ROWS", (Function.MONITOR,), "rows a version needs in the window for drift (default 100)")
     MAX_FEATURE_METRICS = EnvVar("MAX_FEATURE_METRICS", (Function.MONITOR,), "FeatureDrift series per run (default 50)")
     MIN_CANARY_ROWS = EnvVar("MIN_CANARY_ROWS", (Function.MONITOR,), "canary rows before PredictionDivergence (50)")
+    PAIRED_MAX_REQUESTS = EnvVar(
+        "PAIRED_MAX_REQUESTS", (Function.MONITOR,), "old-version invokes per model per run, paired analysis (100)"
+    )
+    PAIRED_MIN_REQUESTS = EnvVar(
+        "PAIRED_MIN_REQUESTS", (Function.MONITOR,), "compared requests before CanaryDisagreement (20)"
+    )
+    PAIRED_TOLERANCE = EnvVar(
+        "PAIRED_TOLERANCE", (Function.MONITOR,), "numeric outputs agree within it, relative and absolute (0.01)"
+    )
 
 
 ENV_VARS: tuple[EnvVar, ...] = (
@@ -278,6 +296,9 @@ ENV_VARS: tuple[EnvVar, ...] = (
     Env.MIN_ROWS,
     Env.MAX_FEATURE_METRICS,
     Env.MIN_CANARY_ROWS,
+    Env.PAIRED_MAX_REQUESTS,
+    Env.PAIRED_MIN_REQUESTS,
+    Env.PAIRED_TOLERANCE,
 )
 
 

@@ -2,13 +2,15 @@
 drift alarms that notify an SNS topic.
 
 Drift is about the world, not about a version, so its alarms notify people and never roll anything back. The
-same function also publishes the canary analysis (PredictionDivergence) during rollouts; the deployment group's
-prediction-divergence alarm, defined with the other rollout alarms, watches that one.
+same function also publishes the canary analysis during rollouts: CanaryDisagreement (the version being replaced
+answers the canary's captured requests again; the deployment group's canary-disagreement alarm watches it), for
+which it may invoke the model's function versions and read its alias, and PredictionDivergence (the two versions'
+prediction mixes), whose alarm notifies the drift topic like the drift alarms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -21,8 +23,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from spec.catalog import FEATURE_DRIFT_MAX, NAMESPACE, PREDICTION_DRIFT, Dimension, Metric
+from spec.catalog import FEATURE_DRIFT_MAX, NAMESPACE, PREDICTION_DRIFT, Dimension, Env, Metric
 from spec.environment import MonitoringSettings
+from spec.rollout import ALIAS_NAME
 
 from .artifacts import ArtifactLocation
 from .capture import DataCaptureStream
@@ -73,10 +76,11 @@ class DriftMonitor(Construct):
             "encrypted with the AWS-managed SNS key, and a customer-managed key would cost $1 a month per stack.",
         )
 
-        models = [
+        self._models: list[dict[str, str]] = [
             {"name": name, "baseline_uri": location.uri, "baseline_sha256": sha256}
             for name, (location, sha256) in baselines.items()
         ]
+        models = self._models
         self.function, role = support_function(
             self,
             package="monitor",
@@ -90,6 +94,7 @@ class DriftMonitor(Construct):
                 models_json=Stack.of(self).to_json_string(models), capture_bucket=capture.bucket.bucket_name
             ),
         )
+        self.role = role
         capture.grant_read(role)
         for location, _ in baselines.values():
             location.grant_read(role, self)
@@ -123,8 +128,15 @@ class DriftMonitor(Construct):
         self.models = frozenset(baselines)
         self.alarms: dict[str, list[cloudwatch.Alarm]] = {}
 
-    def watch(self, name: str, version: lambda_.IVersion) -> list[cloudwatch.Alarm]:
-        """The drift alarms of model ``name``, following ``version`` (the one this deploy publishes)."""
+    def watch(
+        self, name: str, version: lambda_.IVersion, *, notify: Sequence[cloudwatch.Alarm] = ()
+    ) -> list[cloudwatch.Alarm]:
+        """The drift alarms of model ``name``, following ``version`` (the one this deploy publishes); ``notify``:
+        the model's other alarms that notify the drift topic (prediction-divergence). The monitor gets the model's
+        function for the paired canary analysis."""
+        self._pair(name, version.lambda_)
+        for alarm in notify:
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
         settings = self.settings
         dimensions = {Dimension.MODEL_NAME: name, Dimension.MODEL_VERSION: version.version}
         period = Duration.minutes(settings.schedule_minutes)
@@ -147,6 +159,35 @@ class DriftMonitor(Construct):
             ),
         ]
         return self.alarms[name]
+
+    def _pair(self, name: str, function: lambda_.IFunction) -> None:
+        """The paired canary analysis of model ``name``: its function in MODELS, and the right to read the alias
+        ``live`` (which versions a deployment shifts between) and to invoke the function's versions, not the alias
+        (whose answers would mix the canary in) and not $LATEST (never deployed)."""
+        for entry in self._models:
+            if entry["name"] == name:
+                entry["function_name"] = function.function_name
+        # The environment is rendered at synth: the latest MODELS set wins.
+        self.function.add_environment(Env.MODELS.name, Stack.of(self).to_json_string(self._models))
+        arn = function.function_arn
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:GetAlias"], resources=[arn, f"{arn}:{ALIAS_NAME}"])
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[f"{arn}:*"]))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["lambda:InvokeFunction"],
+                resources=[arn, f"{arn}:{ALIAS_NAME}", f"{arn}:$LATEST"],
+            )
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "The paired canary analysis invokes the version being replaced, whose number is known only during the "
+            "deployment: any version of the model's own function (the alias and $LATEST explicitly denied).",
+            [f"Resource::<{logical_id(function)}.Arn>:*"],
+        )
 
     def _alarm(
         self,

@@ -83,7 +83,12 @@ class ModelService(Construct):
             settings=environment.api,
             tracing=environment.function.tracing,
         )
-        drift_alarms = drift.watch(model.name, self.inference.version) if drift and model.name in drift.models else []
+        notify = [self.rollout.alarms[d.name] for d in self.rollout.definitions if not d.stops_rollout]
+        drift_alarms = (
+            drift.watch(model.name, self.inference.version, notify=notify)
+            if drift and model.name in drift.models
+            else []
+        )
         self.dashboard = ModelDashboard(
             self,
             "Monitoring",

@@ -234,6 +234,15 @@ class AlarmThresholds(SpecModel):
         gt=0,
         description="canary analysis: PSI of the new version's predictions against the old one's, same traffic",
     )
+    canary_disagreement_percent: float = Field(
+        default=10.0,
+        ge=0,
+        le=100,
+        description=(
+            "paired canary analysis: share of the new version's captured requests that the old version answers "
+            "otherwise (labels, ZipMap argmax, numbers beyond monitoring.paired_tolerance)"
+        ),
+    )
     period_seconds: Literal[10, 30, 60, 120, 300] = Field(
         default=60, description="the common window of the per-request and Lambda alarms"
     )
@@ -245,6 +254,10 @@ class AlarmThresholds(SpecModel):
             "the prediction-divergence alarm's own window; by default one period of the monitor's schedule, 1 of 1 "
             "(PredictionDivergence has one datapoint per monitor run, so the common window cannot fit it)"
         ),
+    )
+    canary_disagreement_window: AlarmWindow | None = Field(
+        default=None,
+        description="the canary-disagreement alarm's own window; by default one monitor schedule, 1 of 1 (as above)",
     )
 
     @model_validator(mode="after")
@@ -259,10 +272,14 @@ class AlarmThresholds(SpecModel):
     def definitions(self, *, monitor_schedule_minutes: int = MONITOR_SCHEDULE_MINUTES) -> tuple[AlarmDefinition, ...]:
         """Every alarm that watches a new version during its rollout (each one stops and rolls it back).
 
-        The per-request and Lambda alarms share the common window; prediction-divergence has its own, by default
-        one period of ``monitor_schedule_minutes`` (the drift monitor's schedule), 1 of 1.
+        The per-request and Lambda alarms share the common window; canary-disagreement and prediction-divergence
+        have their own, by default one period of ``monitor_schedule_minutes`` (the drift monitor's schedule), 1 of 1.
+        prediction-divergence (the two versions' prediction mixes) is a drift signal that notifies and never stops
+        a rollout: a model that swaps labels keeps the mix and passes it, while canary-disagreement, comparing the
+        answers to the same requests, does not.
         """
         divergence = self.prediction_divergence_window or AlarmWindow(period_seconds=monitor_schedule_minutes * 60)
+        disagreement = self.canary_disagreement_window or AlarmWindow(period_seconds=monitor_schedule_minutes * 60)
         common: dict[str, Any] = {
             "period_seconds": self.period_seconds,
             "evaluation_periods": self.evaluation_periods,
@@ -330,5 +347,19 @@ class AlarmThresholds(SpecModel):
                 evaluation_periods=divergence.evaluation_periods,
                 datapoints_to_alarm=divergence.datapoints_to_alarm,
                 treat_missing_data="notBreaching",  # no run yet, or too few canary rows: neither hold nor roll back
+                stops_rollout=False,
+            ),
+            AlarmDefinition(
+                name="canary-disagreement",
+                description=(
+                    "Paired canary analysis: share of the new version's captured requests that the old version, "
+                    "asked the same, answers otherwise; published by the monitor while the deployment is in flight."
+                ),
+                metrics=(q("disagreement", catalog.CANARY_DISAGREEMENT, "Maximum"),),
+                threshold=self.canary_disagreement_percent,
+                period_seconds=disagreement.period_seconds,
+                evaluation_periods=disagreement.evaluation_periods,
+                datapoints_to_alarm=disagreement.datapoints_to_alarm,
+                treat_missing_data="notBreaching",  # too few compared requests yet: neither hold nor roll back
             ),
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functions.catalog import (
     ARTIFACT_FETCH_RETRIES,
+    CANARY_DISAGREEMENT,
     CAPTURE_DROPPED,
     CAPTURED_RECORDS,
     CAPTURED_ROWS,
@@ -67,6 +68,7 @@ def version_dimensions(metric: Metric, *, model_name: str, function_name: str, v
 
 __all__ = [
     "ARTIFACT_FETCH_RETRIES",
+    "CANARY_DISAGREEMENT",
     "CAPTURED_RECORDS",
     "CAPTURED_ROWS",
     "CAPTURE_DROPPED",

@@ -15,12 +15,20 @@ request has nothing to compare. Each run logs one JSON report per model version.
 cannot be read does not stop the others; the run then fails at its end so that the function's errors show it.
 
 Environment (catalog.py): ``MODELS``, a JSON list of ``{"name", "baseline_uri": "s3://bucket/key",
-"baseline_sha256"}``; ``CAPTURE_BUCKET`` and ``CAPTURE_PREFIX``; ``WINDOW_MINUTES``, ``MIN_ROWS``,
-``METRICS_NAMESPACE``, ``MAX_FEATURE_METRICS``, ``MIN_CANARY_ROWS`` (defaults below).
+"baseline_sha256", "function_name"?}``; ``CAPTURE_BUCKET`` and ``CAPTURE_PREFIX``; ``WINDOW_MINUTES``, ``MIN_ROWS``,
+``METRICS_NAMESPACE``, ``MAX_FEATURE_METRICS``, ``MIN_CANARY_ROWS``, ``PAIRED_MAX_REQUESTS``,
+``PAIRED_MIN_REQUESTS``, ``PAIRED_TOLERANCE`` (defaults below).
 
 Canary analysis: when two versions are live in the window (a rollout), ``PredictionDivergence`` for the newest
-is the PSI of its predictions against the other's on the same window (the deployment group's
-prediction-divergence alarm watches it), once the newest has ``MIN_CANARY_ROWS`` rows.
+is the PSI of its predictions against the other's on the same window (a drift signal: its alarm notifies), once the
+newest has ``MIN_CANARY_ROWS`` rows.
+
+Paired canary analysis (paired.py), for a model with a ``function_name``: while its alias ``live`` routes part of
+the traffic to a new version, the version being replaced answers the new version's captured requests again, and
+``CanaryDisagreement`` (the percentage answered otherwise) is published for the new version once
+``PAIRED_MIN_REQUESTS`` were compared; the deployment group's canary-disagreement alarm watches it. Each run
+invokes at most ``PAIRED_MAX_REQUESTS`` per model, and none in the last ``PAIRED_MARGIN_S`` of its time (the
+function's timeout is the monitor's schedule, so a run ends before the next one starts).
 
 Needs numpy and boto3 only (plus the stdlib).
 """
@@ -31,6 +39,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +49,7 @@ import boto3
 
 from .capture import CAPTURE_PREFIX, CaptureReader
 from .catalog import (
+    CANARY_DISAGREEMENT,
     CAPTURED_ROWS,
     FEATURE_DRIFT,
     FEATURE_DRIFT_MAX,
@@ -50,10 +60,16 @@ from .catalog import (
     Env,
     Metric,
 )
+from .paired import Invoker, PairedResult, lambda_invoker, paired_analysis, rollout_versions
 from .stats import DriftReport, drift_report, prediction_divergence
 
 logger = logging.getLogger("modelrail.monitor")
 logger.setLevel(logging.INFO)
+
+PAIRED_MARGIN_S = 30
+"""No paired invoke starts in a run's last 30 s (or last quarter, if shorter): what is left publishes its metrics."""
+INVOKE_TIMEOUT_S = 10
+"""The read timeout of one paired invoke: a hung old version costs the run that, not its whole time."""
 
 _baselines: dict[str, dict[str, Any]] = {}  # by sha256: baselines are immutable, keep them across invocations
 
@@ -67,6 +83,8 @@ class MonitoredModel:
     name: str
     baseline_uri: str
     baseline_sha256: str
+    function_name: str | None = None
+    """The model's inference function: its alias says when a deployment is in flight (paired analysis)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,9 @@ class MonitorSettings:
     namespace: str = NAMESPACE
     max_feature_metrics: int = 50
     min_canary_rows: int = 50
+    paired_max_requests: int = 100
+    paired_min_requests: int = 20
+    paired_tolerance: float = 0.01
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> MonitorSettings:
@@ -101,7 +122,12 @@ class MonitorSettings:
             if not entry["baseline_uri"].startswith("s3://"):
                 uri = entry["baseline_uri"]
                 raise MonitorConfigError(f"{Env.MODELS.name}[{i}].baseline_uri must be s3://bucket/key, got {uri!r}")
-            models.append(MonitoredModel(entry["name"], entry["baseline_uri"], entry["baseline_sha256"]))
+            function_name = entry.get("function_name")
+            if function_name is not None and not isinstance(function_name, str):
+                raise MonitorConfigError(f"{Env.MODELS.name}[{i}].function_name must be a string")
+            models.append(
+                MonitoredModel(entry["name"], entry["baseline_uri"], entry["baseline_sha256"], function_name or None)
+            )
         bucket = environ.get(Env.CAPTURE_BUCKET.name)
         if not bucket:
             raise MonitorConfigError(
@@ -116,6 +142,9 @@ class MonitorSettings:
             environ.get(Env.METRICS_NAMESPACE.name) or NAMESPACE,
             _positive(environ, Env.MAX_FEATURE_METRICS.name, 50),
             _positive(environ, Env.MIN_CANARY_ROWS.name, 50),
+            _positive(environ, Env.PAIRED_MAX_REQUESTS.name, 100),
+            _positive(environ, Env.PAIRED_MIN_REQUESTS.name, 20),
+            _tolerance(environ, Env.PAIRED_TOLERANCE.name, 0.01),
         )
 
 
@@ -128,6 +157,19 @@ def _positive(environ: Mapping[str, str], key: str, default: int) -> int:
     return int(value)
 
 
+def _tolerance(environ: Mapping[str, str], key: str, default: float) -> float:
+    value = environ.get(key)
+    if not value:
+        return default
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = -1.0
+    if not 0 <= parsed < 1:
+        raise MonitorConfigError(f"{key} must be a number in [0, 1), got {value!r}")
+    return parsed
+
+
 def handler(
     event: Mapping[str, Any] | None, context: Any, *, clients: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -135,6 +177,18 @@ def handler(
     clients = clients or {}
     s3 = clients.get("s3") or boto3.client("s3")
     cloudwatch = clients.get("cloudwatch") or boto3.client("cloudwatch")
+    lambda_client = clients.get("lambda")
+    if lambda_client is None and any(m.function_name for m in settings.models):
+        from botocore.config import Config
+
+        # No retries: a retried timeout would run the old version twice; a lost request is one fewer compared.
+        config = Config(read_timeout=INVOKE_TIMEOUT_S, retries={"total_max_attempts": 1})
+        lambda_client = boto3.client("lambda", config=config)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    stop_at = None
+    if callable(remaining):
+        left_s = remaining() / 1000
+        stop_at = time.monotonic() + left_s - min(PAIRED_MARGIN_S, left_s / 4)
     end = window_end(event)
     start = end - timedelta(minutes=settings.window_minutes)
     reader = CaptureReader(s3, settings.capture_bucket, settings.capture_prefix)
@@ -144,6 +198,13 @@ def handler(
         try:
             baseline = load_baseline(s3, model)
             model_reports = monitor_model(reader, cloudwatch, settings, model.name, baseline, start, end)
+            if model.function_name:
+                invoke = clients.get("invoke") or lambda_invoker(lambda_client, model.function_name)
+                paired = paired_canary(
+                    reader, cloudwatch, settings, model, lambda_client, invoke, start, end, stop_at=stop_at
+                )
+                if paired is not None:
+                    model_reports.append({"model": model.name, "version": paired.new, "paired": paired.to_dict()})
         except Exception as exc:
             logger.exception("drift monitor failed for model %s", model.name)
             failures.append(f"{model.name}: {exc}")
@@ -221,6 +282,48 @@ def monitor_model(
         logger.info(json.dumps({"message": "no captured traffic in the window", "model": model, "rows": 0}))
     put_metrics(cloudwatch, settings.namespace, metrics)
     return reports
+
+
+def paired_canary(
+    reader: CaptureReader,
+    cloudwatch: Any,
+    settings: MonitorSettings,
+    model: MonitoredModel,
+    lambda_client: Any,
+    invoke: Invoker,
+    start: datetime,
+    end: datetime,
+    *,
+    stop_at: float | None = None,
+) -> PairedResult | None:
+    """While a deployment is in flight: the paired comparison, and CanaryDisagreement for the new version once
+    enough requests were compared. None when the alias routes to one version only."""
+    assert model.function_name is not None
+    versions = rollout_versions(lambda_client, model.function_name)
+    if versions is None:
+        return None
+    old, new = versions
+    result = paired_analysis(
+        reader,
+        invoke,
+        model=model.name,
+        old=old,
+        new=new,
+        start=start,
+        end=end,
+        max_requests=settings.paired_max_requests,
+        tolerance=settings.paired_tolerance,
+        stop_at=stop_at,
+    )
+    rate = result.disagreement_percent
+    logger.info(json.dumps({"message": "paired canary analysis", "model": model.name, **result.to_dict()}))
+    if rate is not None and result.compared >= settings.paired_min_requests:
+        put_metrics(
+            cloudwatch,
+            settings.namespace,
+            [_metric(CANARY_DISAGREEMENT, _version_dimensions(model.name, new), rate, end)],
+        )
+    return result
 
 
 def canary_metrics(model: str, live: Mapping[str, Any], at: datetime, min_rows: int) -> list[dict[str, Any]]:

@@ -13,9 +13,14 @@ sample's acceptance set and settings:
   acceptance set was regenerated from its own answers (a team testing a model against itself). It passes its
   gate with the same errors and latency as the baseline; only comparing its predictions with the baseline's on
   the same traffic (the canary analysis) shows it.
+- label-swap: the sample model with versicolor and virginica swapped (labels and probability keys alike); its
+  acceptance set is regenerated from its own answers, so it passes its own gate, and the prediction mix barely
+  moves (the two classes trade their shares). Only asking it what the live version was asked (replay, the paired
+  canary analysis) shows that it answers otherwise on most of those flowers.
 
-retrained and skewed also carry a baseline.json, as a bundle the drift monitor watches must (the canary analysis
-runs only for those): after this script, `python -m modelrail baseline --data models/iris/reference.csv <bundle>`.
+retrained, skewed and label-swap also carry a baseline.json, as a bundle the drift monitor watches must (the
+canary analysis runs only for those): after this script,
+`python -m modelrail baseline --data models/iris/reference.csv <bundle>`.
 """
 
 from __future__ import annotations
@@ -89,6 +94,18 @@ def skewed(model: onnx.ModelProto, shift: float = 5.0) -> onnx.ModelProto:
     return model
 
 
+def label_swap(model: onnx.ModelProto, first: int = 1, second: int = 2) -> onnx.ModelProto:
+    """Swap class labels ``first`` and ``second`` in the LinearClassifier and in the ZipMap alike."""
+    for node, attribute in (("LinearClassifier", "classlabels_ints"), ("ZipMap", "classlabels_int64s")):
+        classifier = next(n for n in model.graph.node if n.op_type == node)
+        labels = next(a for a in classifier.attribute if a.name == attribute)
+        i, j = list(labels.ints).index(first), list(labels.ints).index(second)
+        labels.ints[i], labels.ints[j] = second, first
+    model.doc_string += f" (labels {first} and {second} swapped)"
+    onnx.checker.check_model(model)
+    return model
+
+
 def own_acceptance_set(model: onnx.ModelProto) -> str:
     """The sample's acceptance inputs with ``model``'s own answers as the expectation."""
     import onnxruntime as ort
@@ -139,6 +156,8 @@ def main() -> None:
     )
     tilted = skewed(onnx.load(HERE / "model.onnx"))
     write("skewed", tilted, "iris that calls many more flowers versicolor", own_acceptance_set(tilted))
+    swapped = label_swap(onnx.load(HERE / "model.onnx"))
+    write("label-swap", swapped, "iris with versicolor and virginica swapped", own_acceptance_set(swapped))
     print(f"wrote {', '.join(sorted(p.name for p in OUT.iterdir()))} under {OUT}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from functions import catalog
 from functions.catalog import Cadence, Function
 from functions.monitor import handler as monitor
 from functions.monitor.stats import Column, compute_baseline
+from tests.functional import test_paired_canary as paired
 from tests.functional.conftest import BUCKET
 
 NAMESPACE = "modelrail-test"
@@ -234,14 +236,28 @@ class RecordingCloudWatch:
         self.published += [(Namespace, datum) for datum in MetricData]
 
 
-def test_every_metric_the_monitor_publishes_is_in_the_catalog_as_published(s3: Any, run: Callable[..., Any]) -> None:
+def test_every_metric_the_monitor_publishes_is_in_the_catalog_as_published(
+    s3: Any, run: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(8)
     put_capture(s3, "fraud", "7", *reference(rng, 400), END - timedelta(minutes=10))
     put_capture(s3, "fraud", "8", *reference(rng, 200, shift=1.5), END - timedelta(minutes=9))  # a drifting canary
     run()  # the monitor's environment, as the fixture sets it
+    # The model's function, mid-deployment from 7 to 8, for the paired canary analysis (an old version that
+    # answers label 0 to everything: this test is about what is published, not its value).
+    models = json.loads(os.environ["MODELS"])
+    monkeypatch.setenv("MODELS", json.dumps([{**models[0], "function_name": paired.FUNCTION}]))
+    lambda_client = paired.lambda_with_alias({"8": 0.1}, live="7", versions=8)
+
+    def old_version(version: str, event: dict[str, Any]) -> dict[str, Any]:
+        n = json.loads(event["body"])["inputs"][0]["shape"][0]
+        outputs = [{"name": "label", "shape": [n], "datatype": "INT64", "data": [0] * n}]
+        return {"statusCode": 200, "body": json.dumps({"model_name": "fraud", "outputs": outputs})}
+
     cloudwatch = RecordingCloudWatch()
 
-    monitor.handler(EVENT, None, clients={"s3": s3, "cloudwatch": cloudwatch})
+    clients = {"s3": s3, "cloudwatch": cloudwatch, "lambda": lambda_client, "invoke": old_version}
+    monitor.handler(EVENT, None, clients=clients)
 
     names = {datum["MetricName"] for _, datum in cloudwatch.published}
     assert names == {m.name for m in catalog.METRICS if m.publisher is Function.MONITOR}

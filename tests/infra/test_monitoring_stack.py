@@ -41,12 +41,16 @@ def test_drift_monitor_runs_on_a_schedule_with_the_uploaded_baseline(main: Synth
     template = main["production"]
     _, monitor = only(template, "AWS::Lambda::Function", Handler="monitor.handler.handler")
     env = monitor["Properties"]["Environment"]["Variables"]
-    models = json.loads("".join(p if isinstance(p, str) else "BUCKET" for p in env["MODELS"]["Fn::Join"][1]))
+    function_id, _ = inference_function(template)
+    parts = env["MODELS"]["Fn::Join"][1]
+    names = {function_id: "FUNCTION"}
+    models = json.loads("".join(p if isinstance(p, str) else names.get(p.get("Ref"), "BUCKET") for p in parts))
     assert models == [
         {
             "name": "iris",
             "baseline_uri": f"s3://BUCKET/baselines/iris/{BASELINE_SHA256}.json",
             "baseline_sha256": BASELINE_SHA256,
+            "function_name": "FUNCTION",  # the paired canary analysis reads its alias, invokes its versions
         }
     ]
     assert env["WINDOW_MINUTES"] == "60"
@@ -70,7 +74,9 @@ def test_drift_alarms_follow_the_new_version_and_notify_without_rolling_back(mai
         for k, a in resources(template, "AWS::CloudWatch::Alarm").items()
         if a["Properties"].get("AlarmActions")
     }
-    assert sorted(p["MetricName"] for p in drift.values()) == ["FeatureDriftMax", "PredictionDrift"]
+    # PredictionDivergence (the two versions' prediction mixes during a rollout) is a drift signal too.
+    names = sorted(p["MetricName"] for p in drift.values())
+    assert names == ["FeatureDriftMax", "PredictionDivergence", "PredictionDrift"]
     version = version_of_alias(template)
     for props in drift.values():
         assert props["AlarmActions"] == [{"Ref": topic_id}]

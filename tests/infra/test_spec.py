@@ -176,15 +176,17 @@ def test_a_slower_monitor_or_sub_minute_periods_are_refused_too() -> None:
     ],
 )
 def test_an_alarm_that_cannot_fire_within_one_step_is_refused(rollout: dict[str, Any], step: str) -> None:
-    # The divergence alarm on the monitor's 5-minute schedule, 1 of 1: a captured row takes up to 90 s to reach S3
-    # (Firehose's 60 s buffer, 1.5 times with dynamic partitioning), up to 300 s more for the next run to publish
+    # The paired canary alarm on the monitor's 5-minute schedule, 1 of 1: a captured row takes up to 90 s to reach
+    # S3 (Firehose's 60 s buffer, 1.5 times with dynamic partitioning), up to 300 s more for the next run to publish
     # it, and the alarm's one 300 s period: 690 s, longer than production's former 5-minute canary.
     message = error_of(spec_with("environments.production.rollout", rollout))
     assert (
-        "context.modelrail.environments.production.alarms: prediction-divergence needs up to 690 s to go to ALARM "
-        "(1 x 300 s periods + 390 s until PredictionDivergence reaches CloudWatch: capture delivery 90 s + "
+        "context.modelrail.environments.production.alarms: canary-disagreement needs up to 690 s to go to ALARM "
+        "(1 x 300 s periods + 390 s until CanaryDisagreement reaches CloudWatch: capture delivery 90 s + "
         "monitoring.schedule_minutes 5) but " + step
     ) in message
+    # prediction-divergence (the prediction mix) notifies and never stops a rollout: it has no step to fit.
+    assert "prediction-divergence" not in message
     assert "make the step at least 12 minutes" in message
     assert "model-error-rate" not in message  # 180 s fits
     # Without capture there is no monitor and no PredictionDivergence: nothing for the step to wait for.
@@ -216,6 +218,7 @@ def test_the_committed_production_alarms_can_all_stop_its_canary() -> None:
         windows[alarm.name] = (alarm.period_seconds, alarm.evaluation_periods, alarm.datapoints_to_alarm)
     # The canary analysis on the monitor's cadence, 1 of 1; the per-request and Lambda alarms keep 2 of 3 minutes.
     assert windows.pop("prediction-divergence") == (300, 1, 1)
+    assert windows.pop("canary-disagreement") == (300, 1, 1)
     assert set(windows.values()) == {(60, 3, 2)}
     # What the README quotes: 50 captured canary rows at 5% capture of a 10% canary are 10,000 requests, which
     # must arrive in the 210 s the 15-minute step leaves before the alarm's 690 s.
@@ -225,9 +228,15 @@ def test_the_committed_production_alarms_can_all_stop_its_canary() -> None:
     assert round(traffic.per_second_over_the_step, 1) == 11.1
     assert traffic.per_second_needed is not None
     assert round(traffic.per_second_needed, 1) == 47.6
+    # The paired canary analysis needs 20 compared requests: 4,000 requests to the alias in the same 210 s.
+    paired = production.paired_analysis_traffic()
+    assert paired is not None
+    assert (paired.requests, paired.step_seconds, paired.seconds_available) == (4_000, 900, 210)
+    assert paired.per_second_needed is not None
+    assert round(paired.per_second_needed, 1) == 19.0
 
 
-def test_the_production_template_s_divergence_alarm_fits_the_monitor_and_the_canary(
+def test_the_production_template_s_paired_canary_alarm_fits_the_monitor_and_the_canary(
     production: dict[str, Any],
 ) -> None:
     """Read as AWS would: the alarm's period against the schedule rule, and its time to fire against the canary
@@ -235,7 +244,7 @@ def test_the_production_template_s_divergence_alarm_fits_the_monitor_and_the_can
     (alarm,) = [
         a["Properties"]
         for a in resources(production, "AWS::CloudWatch::Alarm").values()
-        if "rollout alarm prediction-divergence)" in a["Properties"]["AlarmDescription"]
+        if "rollout alarm canary-disagreement)" in a["Properties"]["AlarmDescription"]
     ]
     (rule,) = [r["Properties"] for r in resources(production, "AWS::Events::Rule").values()]
     (config,) = [c["Properties"] for c in resources(production, "AWS::CodeDeploy::DeploymentConfig").values()]
@@ -253,7 +262,8 @@ def test_the_production_template_s_divergence_alarm_fits_the_monitor_and_the_can
     assert alarm["Period"] >= schedule_s
     assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (1, 1)
     assert alarm["DatapointsToAlarm"] * alarm["Period"] + buffer_s * 1.5 + schedule_s <= canary["CanaryInterval"] * 60
-    assert monitor["Environment"]["Variables"]["MIN_CANARY_ROWS"] == "50"
+    assert alarm["MetricName"] == "CanaryDisagreement"
+    assert monitor["Environment"]["Variables"]["PAIRED_MIN_REQUESTS"] == "20"
 
 
 def test_duplicate_model_names_are_refused() -> None:
@@ -307,10 +317,12 @@ def test_every_rollout_alarm_is_a_version_scoped_rate_or_budget_with_missing_dat
         "throttle-rate",
         "latency-p99",
         "prediction-divergence",
+        "canary-disagreement",
     }
     for alarm in alarms.values():
         assert alarm.treat_missing_data == "notBreaching"
-        assert alarm.stops_rollout
+        # The prediction mix is a drift signal: a model that swaps labels keeps it, so it decides nothing.
+        assert alarm.stops_rollout is (alarm.name != "prediction-divergence")
         for query in alarm.metrics:
             dims = query.dimensions(model_name="iris", function_name="fn", version="7")
             assert dims.get("ModelVersion", dims.get("ExecutedVersion")) == "7"
