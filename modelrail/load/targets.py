@@ -118,8 +118,10 @@ class HttpTarget:
             connection = self._connection()
             connection.request("POST", self.path, body=body, headers=headers)
             response = connection.getresponse()
-            response.read()
-            answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()})
+            data = response.read()
+            # An error's own message (the OIP error JSON names the input at fault) is the report's example.
+            detail = data[:300].decode(errors="replace") if response.status >= 400 else None
+            answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, detail=detail)
             if response.will_close:
                 self._drop()
             return answer
@@ -169,9 +171,9 @@ class LambdaVersionTarget:
         payload = json.loads(result["Payload"].read() or b"{}")
         if result.get("FunctionError") or "statusCode" not in payload:
             return Answer(502, detail=str(payload)[:200], billed_ms=billed_ms)
-        # the body is read so a malformed answer fails here as it would for a client
-        response_body(payload)
-        return Answer(int(payload["statusCode"]), response_headers(payload), billed_ms=billed_ms)
+        status = int(payload["statusCode"])
+        detail = response_body(payload)[:300].decode(errors="replace") if status >= 400 else None
+        return Answer(status, response_headers(payload), detail=detail, billed_ms=billed_ms)
 
     def close(self) -> None:
         pass

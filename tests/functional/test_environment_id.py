@@ -22,7 +22,8 @@ def test_one_environment_one_id_on_every_answer(deploy: Callable[..., Function])
     ids = {a.headers.get("x-environment-id") for a in answers}
     assert len(ids) == 1
     (environment,) = ids
-    assert environment is not None and len(environment) >= 8
+    assert environment is not None
+    assert len(environment) >= 8
 
 
 def test_each_cold_start_is_a_new_id(deploy: Callable[..., Function]) -> None:
