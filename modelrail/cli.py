@@ -22,18 +22,27 @@ def _load_bundles(paths: list[str]) -> list[ModelBundle]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .local.environment import LocalEnvironment
+    from .local.versions import VersionClash
+    from .serving import serving_lines
 
     bundles = _load_bundles(args.bundles)
+    capture = Path(args.capture) if args.capture else None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"starting the embedded AWS and {len(bundles)} model(s)...", file=sys.stderr, flush=True)
-    with LocalEnvironment(bundles, host=args.host, port=args.port) as env:
-        for bundle in bundles:
-            print(f"  {bundle.name}: POST {env.url}/v2/models/{bundle.name}/infer", file=sys.stderr)
+    try:
+        env = LocalEnvironment(bundles, host=args.host, port=args.port, capture_dir=capture)
+    except VersionClash as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
+    print(f"starting the embedded AWS and {len(bundles)} bundle(s)...", file=sys.stderr, flush=True)
+    with env:
+        print(serving_lines(env), file=sys.stderr)
         print(env.url, flush=True)
         stop.wait()
-        print("stopping", file=sys.stderr, flush=True)
+        print("stopping" + (f": delivering captured requests into {capture}" if capture else ""), file=sys.stderr)
+    if capture is not None:
+        print(serving_lines(env, stopped=True), file=sys.stderr, flush=True)
     return 0
 
 
@@ -191,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("bundles", nargs="+", metavar="BUNDLE", help="a bundle folder or a .onnx file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port (default 8080)")
+    serve.add_argument(
+        "--capture", metavar="DIR", help="capture every answered request into DIR, in the deployed layout (for drift)"
+    )
     serve.set_defaults(run=cmd_serve)
 
     init = commands.add_parser(
@@ -230,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     rehearse.add_argument("--time-scale", type=float, default=None, help="rehearsed seconds per real second")
     rehearse.add_argument("--rate", type=float, default=40.0, help="requests per real second (default 40)")
     rehearse.add_argument("--report", metavar="PATH", help="write the JSON report here")
+    rehearse.add_argument(
+        "--capture",
+        metavar="DIR",
+        help="copy the capture stream's objects here, in the deployed layout (at the environment's sample rate)",
+    )
     rehearse.add_argument(
         "--expect",
         choices=OUTCOMES,

@@ -47,6 +47,12 @@ class BundleSettings(BaseModel):
 
     name: str | None = Field(None, pattern=NAME_PATTERN, description="model name in the API; default: folder name")
     description: str = ""
+    version: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="the version `serve` serves it as beside other bundles of the model (default 1, 2, ... in "
+        "the order given); a deploy numbers Lambda versions itself",
+    )
     max_batch_rows: int = Field(1024, ge=1, le=1_000_000, description="rows per request before a 413")
     acceptance: AcceptanceCriteria = Field(default_factory=AcceptanceCriteria)
     capture_exclude_inputs: tuple[str, ...] = Field(

@@ -12,10 +12,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -28,6 +29,8 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class DataCapture:
+    _live: ClassVar[weakref.WeakSet[DataCapture]] = weakref.WeakSet()
+
     def __init__(
         self,
         stream: str,
@@ -59,6 +62,15 @@ class DataCapture:
         self._oldest = 0.0
         self.captured = 0
         self.dropped = 0
+        DataCapture._live.add(self)
+
+    @classmethod
+    def flush_all(cls) -> None:
+        """Send what every capture of this process buffered: an execution environment about to stop (the local
+        worker, when ``serve --capture`` ends) would otherwise lose up to ``flush_seconds`` of records."""
+        for capture in list(cls._live):
+            capture.wait()
+            capture.flush()
 
     def offer(self, request_id: str | None, feeds: dict[str, np.ndarray], results: dict[str, Any]) -> bool:
         """Maybe capture one answered request (sampled); True if it was buffered."""

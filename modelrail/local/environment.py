@@ -26,9 +26,11 @@ from .aws import ARTIFACT_BUCKET, EmbeddedAWS
 from .firehose import LocalFirehose
 from .gateway import LocalGateway, Observer
 from .permissions import LocalRoles
+from .versions import VersionedTarget, assign_versions
 from .worker import LambdaWorker
 
 DRIFT_MONITOR = "modelrail-drift-monitor"
+LOCAL_CAPTURE_STREAM = "modelrail-local-capture"
 DRIFT_MONITOR_HANDLER = "functions.monitor.handler.handler"
 
 
@@ -62,7 +64,9 @@ def execution_environment(
 class LocalCloud:
     """The embedded AWS with the artifacts bucket, and the Lambda workers started on it; stops all of it."""
 
-    def __init__(self) -> None:
+    def __init__(self, capture_dir: Path | None = None) -> None:
+        """``capture_dir``: a copy of every capture object the streams deliver lands here, under its key."""
+        self.capture_dir = capture_dir
         self.aws = EmbeddedAWS()
         self._stack = contextlib.ExitStack()
         self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
@@ -135,7 +139,7 @@ class LocalCloud:
 
     def start_capture_stream(self, name: str, now: Callable[[], datetime]) -> LocalFirehose:
         """A data capture stream and its own capture bucket (``name``-bucket), delivering on the clock ``now``."""
-        stream = LocalFirehose(self.aws, name=name, bucket=f"{name}-bucket", now=now).start()
+        stream = LocalFirehose(self.aws, name=name, bucket=f"{name}-bucket", now=now, mirror=self.capture_dir).start()
         self._stack.callback(stream.stop)
         return stream
 
@@ -146,18 +150,24 @@ class LocalCloud:
         capture_bucket: str,
         monitoring: MonitoringSettings,
         clock: tuple[float, float, float] | None = None,
+        endpoints: dict[str, str] | None = None,
     ) -> LambdaWorker:
         """The drift monitor function (it also publishes the canary analysis) with the environment the DriftMonitor
-        construct gives it: ``models`` as its MODELS ({name, baseline_uri, baseline_sha256} each)."""
+        construct gives it: ``models`` as its MODELS ({name, baseline_uri, baseline_sha256, function_name?} each);
+        ``endpoints``: service-specific endpoint variables (``AWS_ENDPOINT_URL_LAMBDA``: who answers its Lambda
+        calls, the rehearsal's local Lambda API)."""
         function = monitoring.monitor_environment(models_json=json.dumps(models), capture_bucket=capture_bucket)
-        environment = {**self.aws.environment(), **function, "AWS_LAMBDA_FUNCTION_NAME": DRIFT_MONITOR}
+        environment = {**self.aws.environment(), **function, **(endpoints or {})}
+        environment["AWS_LAMBDA_FUNCTION_NAME"] = DRIFT_MONITOR
         worker = LambdaWorker(DRIFT_MONITOR, environment, DRIFT_MONITOR_HANDLER, clock=clock)
         self._stack.callback(worker.stop)
         return worker.start()
 
 
 class LocalEnvironment:
-    """Context manager: the local cloud, one worker per model (version 1), the gateway on ``host:port``."""
+    """Context manager: the local cloud, one worker per model version (bundles of one model are its versions,
+    modelrail.local.versions), the gateway on ``host:port``; with ``capture_dir``, data capture of every answered
+    request through the local stream into that folder, in the deployed layout."""
 
     def __init__(
         self,
@@ -166,15 +176,15 @@ class LocalEnvironment:
         host: str = "127.0.0.1",
         port: int = 0,
         observer: Observer | None = None,
+        capture_dir: Path | None = None,
     ) -> None:
         self.bundles = list(bundles)
-        names = [b.name for b in self.bundles]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f'two bundles are both named {duplicates[0]!r}; set "name" in one\'s modelrail.json')
+        self.versions = assign_versions(self.bundles)  # VersionClash (one line) before anything starts
         self.host, self.port, self.observer = host, port, observer
-        self.cloud = LocalCloud()
-        self.workers: dict[str, LambdaWorker] = {}
+        self.capture_dir = capture_dir
+        self.cloud = LocalCloud(capture_dir)
+        self.workers: dict[str, LambdaWorker] = {}  # the newest version of each model
+        self.version_workers: dict[str, dict[str, LambdaWorker]] = {}
         self.gateway: LocalGateway | None = None
 
     @property
@@ -185,9 +195,22 @@ class LocalEnvironment:
     def start(self) -> LocalEnvironment:
         try:
             self.cloud.start()
-            for bundle in self.bundles:
-                self.workers[bundle.name] = self.cloud.start_worker(self.cloud.deploy(bundle), "1")
-            targets: dict[str, Any] = dict(self.workers)
+            capture: dict[str, Any] = {}
+            if self.capture_dir is not None:
+                # Every answer captured (sample rate 1): a local capture folder is for trying the data loop.
+                stream = self.cloud.start_capture_stream(LOCAL_CAPTURE_STREAM, lambda: datetime.now(UTC))
+                capture = {"capture_stream": stream.name, "sample_rate": 1.0}
+            targets: dict[str, Any] = {}
+            for name, served in self.versions.items():
+                workers = {
+                    s.version: self.cloud.start_worker(self.cloud.deploy(s.bundle), s.version, **capture)
+                    for s in served
+                }
+                self.version_workers[name] = workers
+                self.workers[name] = workers[served[-1].version]
+                targets[name] = (
+                    workers[served[-1].version] if len(workers) == 1 else VersionedTarget(workers, served[-1].version)
+                )
             self.gateway = LocalGateway(targets, host=self.host, port=self.port, observer=self.observer).start()
             self.cloud.on_stop(self.gateway.stop)
         except BaseException:

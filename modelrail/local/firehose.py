@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from spec.capture import BUFFER_INTERVAL_S, BUFFER_SIZE_MB, PARTITION_KEYS_QUERY, PARTITIONED_PREFIX
@@ -90,8 +91,11 @@ class LocalFirehose:
         now: Callable[[], datetime],
         interval_s: float = BUFFER_INTERVAL_S,
         poll_s: float = 0.05,
+        mirror: Path | None = None,
     ) -> None:
+        """``mirror``: a folder that receives a copy of each object delivered, under its key (``--capture DIR``)."""
         self.aws = aws
+        self.mirror = mirror
         self.name = name
         self.bucket = bucket
         self.now = now
@@ -187,7 +191,12 @@ class LocalFirehose:
                 evaluate_prefix(PARTITIONED_PREFIX, names, at)
                 + f"{self.name}-{STREAM_VERSION}-{at:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.gz"
             )
-            self._s3.put_object(Bucket=self.bucket, Key=key, Body=gzip.compress(b"".join(buffer.records)))
+            body = gzip.compress(b"".join(buffer.records))
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            if self.mirror is not None:
+                copy = self.mirror / key
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                copy.write_bytes(body)
             written.append(key)
         with self._lock:
             self.delivered.extend(written)

@@ -14,6 +14,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -82,6 +83,9 @@ def _run(
     role: str | None = None,
     clock: tuple[float, float, float] | None = None,
 ) -> None:
+    # Ctrl-C reaches every process of the terminal's group: the worker leaves stopping to its parent, which stops
+    # it after the gateway (so what data capture holds is sent, and no request is cut off).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(environment)
     version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     memory_mb = int(environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
@@ -107,6 +111,7 @@ def _run(
         except EOFError:
             return
         if event is None:
+            _flush_capture()
             return
         started = time.perf_counter()
         context = LambdaContext(function_name, version, memory_mb, timeout_s)
@@ -120,6 +125,15 @@ def _run(
             }
         duration = (time.perf_counter() - started) * 1000
         conn.send(("ok", (response, duration), capture.take()))
+
+
+def _flush_capture() -> None:
+    """A stopping worker sends what data capture still holds, so the last requests before ``serve --capture``
+    stops reach the capture folder. (In AWS, a shut-down environment loses at most ``flush_seconds`` of records.)"""
+    capture = sys.modules.get("functions.inference.capture")
+    if capture is not None:
+        with contextlib.suppress(Exception):
+            capture.DataCapture.flush_all()
 
 
 # The function code that reads the wall clock for what time compression must scale: data capture stamps each
