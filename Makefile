@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: demo test lint bench synth serve clean
+.PHONY: demo test lint bench synth serve clean load
 
 # uv installs the pinned requirements into the venv in seconds where pip takes a minute and a half.
 UV := $(VENV)/bin/uv pip install -q --python $(PY)
@@ -24,6 +24,10 @@ demo: $(VENV)/.runtime
 
 serve: $(VENV)/.runtime
 	$(PY) -m modelrail serve models/iris
+
+# A short open-loop load on the sample, served locally as `serve` does: load-report.json and load-report.png.
+load: $(VENV)/.runtime
+	$(PY) -m modelrail load --local models/iris --rps 50 --duration 10 --report load-report.json --png load-report.png
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check .

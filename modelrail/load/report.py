@@ -192,8 +192,8 @@ def render_text(report: dict[str, Any]) -> str:
     if latency.get("overhead"):
         overhead = latency["overhead"]
         lines.append(
-            f"            network and gateway: p50 {ms(overhead['p50'])} ms, p99 {ms(overhead['p99'])} ms "
-            "(client minus function)"
+            f"            outside the function (queueing, network, gateway): p50 {ms(overhead['p50'])} ms, "
+            f"p99 {ms(overhead['p99'])} ms (client minus function)"
         )
     shown = ", ".join(f"{k} {errors[k]}" for k in ERROR_KINDS)
     lines.append(f"  errors    {shown}; error rate {100 * errors['error_rate']:.2f}% (4xx excluded)")
@@ -219,26 +219,39 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     intervals = report["intervals"]
-    t = [i["t_s"] for i in intervals]
+    # steps-post draws each second from its start; the run's end closes the last step
+    t = [i["t_s"] for i in intervals] + [report["profile"]["duration_s"]]
+
+    def series(key: str) -> list[float]:
+        values = [float("nan") if i[key] is None else float(i[key]) for i in intervals]
+        return values + values[-1:]
+
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
-        values = [i[key] if i[key] is not None else float("nan") for i in intervals]
-        top.plot(t, values, label=label, drawstyle="steps-post")
+    for key, label in (("max_ms", "max"), ("p99_ms", "p99"), ("p50_ms", "p50")):
+        top.plot(t, series(key), label=label, drawstyle="steps-post")
     budgets = {b["budget"]: b for b in report.get("budgets", [])}
     if "load.p99_ms" in budgets:
         limit = float(budgets["load.p99_ms"]["limit"].split()[1])
         top.axhline(limit, color="red", linestyle="--", label="p99 budget")
     top.set_ylabel("latency, ms (from due time)")
     top.set_yscale("log")
+    top.yaxis.set_major_formatter(ScalarFormatter())
     top.legend(loc="upper left")
     top.set_title(f"load on {report['target']}")
-    bottom.plot(t, [i["target_rps"] for i in intervals], label="target", linestyle="--", drawstyle="steps-post")
-    bottom.plot(t, [i["answered_rps"] for i in intervals], label="answered", drawstyle="steps-post")
+    bottom.plot(t, series("answered_rps"), label="answered", drawstyle="steps-post")
+    bottom.plot(t, series("target_rps"), label="target", linestyle="--", drawstyle="steps-post")
     errors = [sum(v for k, v in i["errors"].items() if k != "client_4xx") for i in intervals]
     bottom.bar(
-        t, errors, width=0.8 * (t[1] - t[0] if len(t) > 1 else 1), align="edge", color="red", alpha=0.5, label="errors"
+        t[:-1],
+        errors,
+        width=0.8 * (t[1] - t[0] if len(t) > 1 else 1),
+        align="edge",
+        color="red",
+        alpha=0.5,
+        label="errors",
     )
     bottom.set_ylabel("requests / s")
     bottom.set_xlabel("seconds into the run")
