@@ -1,8 +1,10 @@
 """CDK entry point: one stack per environment of the deployment spec, from the same constructs.
 
 ``npx cdk synth`` / ``cdk deploy modelrail-production`` run it with the CLI's context; ``python app.py`` (what
-``make synth`` runs, offline and without the CLI) reads cdk.json's context itself and writes ``cdk.out/``.
-cdk-nag's AwsSolutions pack validates every stack at synth; an unacknowledged finding fails the synth.
+``make synth`` runs, without the CLI) reads cdk.json's context itself and writes ``cdk.out/``. Offline once the
+runtime layer is built: its first build downloads the pinned wheels from the package index (layers/build.py).
+cdk-nag's AwsSolutions pack validates every stack at synth; an unacknowledged finding fails the synth, and the
+synth ends with a one-line summary of what it found and what is acknowledged.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.audit import caller_identity, hotfix_log_line
 from infra.layer import build_layer
+from infra.nag_summary import nag_summary
 from infra.stack import ApiAccountStack, ModelrailStack
+from layers.build import LayerBuildError
 from spec.base import SpecError
 from spec.models import CDK_JSON, CONTEXT_KEY, parse_spec
 from spec.rollout import HOTFIX_CONTEXT_KEY, parse_hotfix
@@ -87,11 +91,15 @@ def main() -> int:
     except SpecError as exc:
         print(f"modelrail: {exc}", file=sys.stderr)
         return 2
+    except LayerBuildError as exc:  # one line naming the cause: pip's retries and traceback say less
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 1
     assembly = app.synth()
     errors = [(s.stack_name, m) for s in assembly.stacks for m in s.messages if str(m.level).endswith("ERROR")]
     for stack, message in errors:
         print(f"{stack}: {message.id}: {message.entry.data}", file=sys.stderr)
     print(f"synthesized {', '.join(s.stack_name for s in assembly.stacks)} -> {assembly.directory}", file=sys.stderr)
+    print(nag_summary(Path(assembly.directory)), file=sys.stderr)
     return 1 if errors else 0
 
 

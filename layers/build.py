@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
 import zipfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,12 @@ def build_layer(
     shutil.rmtree(staging, ignore_errors=True)
     site = staging / "python"  # Lambda puts /opt/python on sys.path
     site.mkdir(parents=True)
-    _pip_install(architecture, requirements, site)
+    log(
+        f"layer {architecture}: downloading {len(pinned_requirements(requirements))} pinned wheels for Python "
+        f"{PYTHON_VERSION} from the package index (needed once: {_shown(build_dir)} keeps the built layer until its "
+        "inputs change)"
+    )
+    _pip_install(architecture, requirements, site, log)
     _prune(site)
     check_shared_objects(site, architecture)
     unzipped = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
@@ -149,15 +156,51 @@ def build_layer(
     return artifact
 
 
-def _pip_install(architecture: str, requirements: Path, target: Path) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    command += ["--no-deps", "--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION]
+def _shown(path: Path) -> str:
+    try:
+        return f"{path.resolve().relative_to(HERE.parent)}/"
+    except ValueError:
+        return f"{path}/"
+
+
+def _pip_install(architecture: str, requirements: Path, target: Path, log: Callable[[str], object] = print) -> None:
+    """Download and unpack the pinned wheels, logging each download as pip reports it; one line on failure."""
+    command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-compile"]
+    command += ["--progress-bar", "off", "--no-deps", "--only-binary=:all:", "--implementation", "cp"]
+    command += ["--python-version", PYTHON_VERSION]
     for platform in platforms(architecture):
         command += ["--platform", platform]
     command += ["--target", str(target), "-r", str(requirements)]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise LayerBuildError(f"pip install for {architecture} failed:\n{result.stderr.strip()[-4000:]}")
+    tail: deque[str] = deque(maxlen=400)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as pip:
+        assert pip.stdout is not None
+        for line in pip.stdout:  # pip names each wheel as it fetches it ("Downloading x.whl (14.2 MB)")
+            tail.append(line.rstrip())
+            if line.startswith(_PROGRESS):
+                log(f"  {line.split(' (from -r ', 1)[0].strip()}")
+    if pip.returncode != 0:
+        raise LayerBuildError(f"layer {architecture}: {pip_failure(list(tail))}")
+
+
+_PROGRESS = ("Collecting", "Downloading", "Using cached", "Successfully installed")
+_UNREACHABLE = re.compile(
+    r"(Failed to establish a new connection: [^'\")]+|Temporary failure in name resolution|Name or service not known"
+    r"|Connection refused|timed out|Network is unreachable|SSLError[^'\")]*|ProxyError[^'\")]*)"
+)
+
+
+def pip_failure(output: list[str]) -> str:
+    """One line naming why pip failed: the index out of reach (and why), else pip's own last error."""
+    errors = [line.removeprefix("ERROR: ").strip() for line in output if line.startswith("ERROR:")]
+    last = errors[-1] if errors else (output[-1].strip() if output else "pip exited with an error")
+    reasons = [m[1] for line in output for m in [_UNREACHABLE.search(line)] if m]
+    if reasons:
+        return (
+            f"the package index could not be reached ({reasons[-1].strip()}); building the layer downloads its "
+            f"pinned wheels once, so run the build (or `make synth`) once where the index is reachable "
+            f"(pip: {last})"
+        )
+    return f"pip could not install the layer's wheels: {last}"
 
 
 def _prune(site: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,10 @@ class Aws:
         profile: str | None = None,
         clients: Mapping[str, Any] | None = None,
     ) -> None:
+        if region is None:
+            # boto3 reads only AWS_DEFAULT_REGION; the AWS SDKs' shared settings (and the AWS CLI) read AWS_REGION
+            # before it, so modelrail does too, as the hint and --region's help say.
+            region = os.environ.get("AWS_REGION") or None
         try:
             self.session = boto3.Session(profile_name=profile, region_name=region)
         except ProfileNotFound as exc:

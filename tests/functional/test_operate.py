@@ -645,6 +645,22 @@ def test_missing_region_says_where_to_set_it(
     assert err.startswith("modelrail: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)")
 
 
+def test_aws_region_is_read_as_the_hint_says_although_boto3_reads_only_aws_default_region(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    credentials(monkeypatch)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert boto3.Session().region_name is None  # botocore's region setting is AWS_DEFAULT_REGION alone
+
+    with mock_aws():
+        code, _, err = run("status", "--env", "production")
+
+    assert code == 2
+    assert err.startswith(f"modelrail: stack {STACK!r} not found in eu-west-3")
+
+
 def test_unknown_model_lists_the_stacks_models(account: Account, run: Callable[..., tuple[int, str, str]]) -> None:
     code, _, err = run("status", "--env", "production", "--model", "mnist")
 
