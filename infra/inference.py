@@ -135,6 +135,9 @@ class InferenceFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
+            # Init (the model fetched, verified and in its session) runs when a version is published; new
+            # environments resume from its snapshot. The spec has refused what SnapStart does not support.
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
             current_version_options=lambda_.VersionOptions(
                 removal_policy=RemovalPolicy.RETAIN,  # CodeDeploy rolls back to the previous version
                 description=f"model {model.name} sha256 {model.sha256}",
