@@ -151,6 +151,23 @@ class DataCapture:
             self.captured = self.dropped = 0
         return counts
 
+    def before_snapshot(self) -> None:
+        """SnapStart: send what is buffered and let go of the client, so that no connection is in the snapshot."""
+        self.flush()
+        self.wait()
+        self._client = None
+        self._sending = None
+
+    def after_restore(self) -> None:
+        """SnapStart: every environment restored from one snapshot would draw the same "random" sampling decisions
+        from the same generator state, and share a client whose connections and credentials are the snapshot's.
+        A fresh seed from os.urandom, a fresh client on the next send, no thread carried over."""
+        self._random = random.Random()
+        with self._lock:
+            self._client = None
+            self._sending = None
+            self._oldest = time.monotonic()
+
 
 def _firehose() -> Any:
     import boto3

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import random
 import re
 import sys
 import time
@@ -143,6 +144,22 @@ def _on_load_attempt(attempt: LoadAttempt) -> None:
 service = InferenceService.from_environment(os.environ, on_attempt=_on_load_attempt)
 metrics.set_default_dimensions(**{Dimension.MODEL_NAME: service.name, Dimension.MODEL_VERSION: service.version})
 _cold_start = True
+
+
+def _after_restore() -> None:
+    random.seed()  # the module's generator (Powertools' log sampling) is the snapshot's too: reseed from os.urandom
+    service.after_restore()
+
+
+try:
+    # Lambda's Python managed runtimes provide snapshot_restore_py (the layer leaves it out); it runs these hooks
+    # only on functions with SnapStart: before the snapshot of a published version's init, and after each restore.
+    from snapshot_restore_py import register_after_restore, register_before_snapshot
+except ImportError:  # not a Lambda runtime, nor a test environment with the PyPI package: nothing snapshots this
+    pass
+else:
+    register_before_snapshot(service.before_snapshot)
+    register_after_restore(_after_restore)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -320,6 +320,27 @@ class InferenceService:
             self._environment_id = secrets.token_hex(8)
         return self._environment_id
 
+    def before_snapshot(self) -> None:
+        """SnapStart's init ends with a snapshot that every restored environment starts from: the model should be
+        in it. A load that failed for a cause that may pass is tried once more now, whatever the backoff says
+        (a snapshot without the model would leave each restore to fetch it on a request). Capture lets go of its
+        client and thread."""
+        loader = self._loader
+        if self.model is None and loader is not None:
+            with loader.lock:
+                self._load()
+        if self.capture is not None:
+            self.capture.before_snapshot()
+
+    def after_restore(self) -> None:
+        """SnapStart restore: what must be unique or fresh per environment is renewed, nothing else (the model and
+        its session are what the snapshot is for). Capture's sampler, thread and client; the S3 client of a load
+        still to be retried (its credentials and connections are the snapshot's)."""
+        if self.capture is not None:
+            self.capture.after_restore()
+        if self._loader is not None:
+            self._loader.store = None
+
     def retry_in_s(self) -> int | None:
         """Whole seconds until the next attempt to load the model; None when none will come."""
         loader = self._loader
