@@ -69,13 +69,17 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import validate
+    from .validate import ReplayPathError, validate
 
     bundle = ModelBundle.load(args.bundle)
     against = ModelBundle.load(args.against) if args.against else None
     if against is not None and against.name != bundle.name:
         print(f"modelrail: note: comparing '{bundle.name}' against a bundle named '{against.name}'", file=sys.stderr)
-    verdict = validate(bundle, against)
+    try:
+        verdict = validate(bundle, against, Path(args.replay) if args.replay else None)
+    except ReplayPathError as exc:
+        print(f"modelrail: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(verdict.to_dict(), indent=2))
     else:
@@ -228,7 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("validate", help="run the acceptance gate on a bundle locally")
     check.add_argument("bundle", metavar="BUNDLE")
-    check.add_argument("--against", metavar="BUNDLE", help="the bundle it would replace (signature compatibility)")
+    check.add_argument(
+        "--against",
+        metavar="BUNDLE",
+        help="the bundle it would replace: signature compatibility, and both versions on its acceptance inputs",
+    )
+    check.add_argument(
+        "--replay",
+        metavar="PATH",
+        help="capture files (.gz or JSON lines) or a folder of them, replayed as the gate replays captured traffic",
+    )
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.set_defaults(run=cmd_validate)
 
@@ -237,7 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rehearse.add_argument("--baseline", metavar="BUNDLE", help="the version serving now (with --candidate)")
     rehearse.add_argument("--candidate", metavar="BUNDLE", help="the new version to roll out (with --baseline)")
-    rehearse.add_argument("--traffic", metavar="FILE.jsonl", help="request bodies to replay, one per line")
+    rehearse.add_argument("--traffic", metavar="FILE.jsonl", help="request bodies to replay as given, one per line")
+    rehearse.add_argument(
+        "--mistakes",
+        type=float,
+        metavar="RATE",
+        help="share of requests sent as client mistakes (wrong shape, datatype, not JSON) instead; default 0 with "
+        "--traffic, 0.03 for generated traffic",
+    )
     rehearse.add_argument("--env", default="production", help="the spec environment to rehearse (cdk.json)")
     rehearse.add_argument("--time-scale", type=float, default=None, help="rehearsed seconds per real second")
     rehearse.add_argument("--rate", type=float, default=40.0, help="requests per real second (default 40)")
@@ -289,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--env", help="the spec environment: its stack is modelrail-ENV")
     which.add_argument("--stack", help="the CloudFormation stack name")
     deployed.add_argument("--model", help="only this model (default: every model of the stack)")
-    deployed.add_argument("--region", help="AWS region (default: AWS_REGION / your profile's)")
+    deployed.add_argument(
+        "--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION, else your profile's)"
+    )
     deployed.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / the standard chain)")
     deployed.add_argument("--json", action="store_true", help="print JSON for scripts")
 

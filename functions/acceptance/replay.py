@@ -19,8 +19,8 @@ The API (the pre-traffic hook, ``modelrail validate --replay`` and the rehearsal
 
 A record is what data capture writes: ``{"model", "version", "time", "inputs": [tensor], "outputs": [tensor],
 "excluded": [names]}`` with Open Inference Protocol tensors. Comparison: categorical outputs (integer, BOOL and BYTES
-tensors, and ZipMap rows by their argmax key) agree per row; float outputs match per value within
-``numeric_tolerance`` (absolute or relative); the predictions' PSI (functions/monitor/stats.py, shipped here as
+tensors, and ZipMap rows by their argmax key) agree per row; float outputs, and ZipMap rows' probabilities key by
+key, match per value within ``numeric_tolerance`` (absolute or relative); the predictions' PSI (functions/monitor/stats.py, shipped here as
 stats.py) is taken per output column. A request answered 5xx, or refused for NaN/Inf outputs, counts as a failure
 and its rows as disagreeing; so does a captured request the new version refuses (4xx): the live version took it.
 """
@@ -239,7 +239,6 @@ def _compare(
     live = {t["name"]: t for t in record.get("outputs") or []}
     new = {t["name"]: t for t in answer}
     categorical = [n for n, t in live.items() if _is_zipmap(t) or t.get("datatype") not in NUMERIC_DATATYPES]
-    numeric = [n for n in live if n not in categorical]
     rows = max((len(_rows(t)) for t in live.values()), default=0)
     result.rows += rows
     if categorical:
@@ -254,11 +253,11 @@ def _compare(
             if not differing:
                 result.agreeing_rows += 1
             elif len(result.disagreements) < 3:
-                shown = {n: [_shown(live[n], i), _shown(new.get(n), i)] for n in differing}
-                result.disagreements.append(f"request {record.get('request_id') or '?'} row {i}: live vs new {shown}")
-    for name in numeric:
-        old_values = list(live[name].get("data") or [])
-        new_values = list(new[name].get("data") or []) if name in new else []
+                shown = ", ".join(f"{n} live {_shown(live[n], i)} new {_shown(new.get(n), i)}" for n in differing)
+                result.disagreements.append(f"{_which(record)} row {i}: {shown}")
+    for name in live:
+        old_values = _float_values(live[name])
+        new_values = _aligned(live[name], new[name]) if name in new else []
         result.numeric_values += len(old_values)
         if len(new_values) == len(old_values):
             result.within_tolerance += sum(
@@ -278,6 +277,10 @@ def _shown(tensor: dict[str, Any] | None, i: int) -> Any:
     return argmax_key(row) if isinstance(row, dict) else (row[0] if len(row) == 1 else row)
 
 
+def _which(record: Record) -> str:
+    return f"request {record.get('request_id') or '?'} at {record.get('time') or '?'}"
+
+
 def _failed(result: ReplayResult, record: Record, settings: ReplaySettings) -> None:
     """A request the new version did not answer: its rows disagree and its float values are not within tolerance."""
     live = {t["name"]: t for t in record.get("outputs") or []}
@@ -285,9 +288,29 @@ def _failed(result: ReplayResult, record: Record, settings: ReplaySettings) -> N
     result.rows += rows
     if any(_is_zipmap(t) or t.get("datatype") not in NUMERIC_DATATYPES for t in live.values()):
         result.categorical_rows += rows
-    result.numeric_values += sum(
-        len(t.get("data") or []) for t in live.values() if not _is_zipmap(t) and t.get("datatype") in NUMERIC_DATATYPES
-    )
+    result.numeric_values += sum(len(_float_values(t)) for t in live.values())
+
+
+def _aligned(live: dict[str, Any], new: dict[str, Any]) -> list[Any]:
+    """The new answer's float values in the order of the live answer's (ZipMap rows matched by key)."""
+    if not _is_zipmap(live):
+        return _float_values(new)
+    new_rows = new.get("data") or []
+    if len(new_rows) != len(live["data"]) or not all(isinstance(r, dict) for r in new_rows):
+        return []
+    values = []
+    for live_row, new_row in zip(live["data"], new_rows, strict=True):
+        by_key = {str(k): v for k, v in new_row.items()}
+        values += [by_key.get(str(key)) for key in live_row]
+    return values
+
+
+def _float_values(tensor: dict[str, Any]) -> list[Any]:
+    """The values compared within tolerance: a float tensor's, or a ZipMap row's probabilities key by key (in the
+    live answer's key order; a key the other side lacks is None, never close)."""
+    if _is_zipmap(tensor):
+        return [value for row in tensor["data"] for value in row.values()]
+    return list(tensor.get("data") or []) if tensor.get("datatype") in NUMERIC_DATATYPES else []
 
 
 def _psi(pairs: _Pairs) -> tuple[float | None, str]:
@@ -382,7 +405,7 @@ def replay(
         else:
             result.refused += 1
         if len(errors) < 3:
-            errors.append(f"request {record.get('request_id') or '?'}: HTTP {call.status} {call.error[:200]}")
+            errors.append(f"{_which(record)}: HTTP {call.status} {call.error[:200]}")
     result.psi, result.psi_output = _psi(pairs)
     _rows_of(result, settings, name, errors)
     return result
@@ -417,7 +440,7 @@ def _rows_of(result: ReplayResult, settings: ReplaySettings, name: str, errors: 
         CriterionResult(
             f"{name} within tolerance",
             within is None or within >= settings.min_within_tolerance,
-            "no float outputs"
+            "no float outputs or probabilities"
             if within is None
             else f"{result.within_tolerance}/{result.numeric_values} values ({within:.1%})",
             f">= {settings.min_within_tolerance:.1%} within {settings.numeric_tolerance:g}",
