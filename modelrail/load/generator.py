@@ -98,6 +98,9 @@ class LoadResult:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)  # 2xx answers, from their due time
     function: LatencyHistogram = field(default_factory=LatencyHistogram)  # Server-Timing total of the same
     billed: LatencyHistogram = field(default_factory=LatencyHistogram)  # Lambda's billed ms (direct invocations)
+    # How late each request was sent after its due time: the in-flight bound's queue, and the load machine's own
+    # scheduling. Large while nothing waited for a slot: the generator, not the server, was behind.
+    start_lag: LatencyHistogram = field(default_factory=LatencyHistogram)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     error_details: dict[str, str] = field(default_factory=dict)  # one example per kind
@@ -219,10 +222,12 @@ class LoadGenerator:
                 self._record_unsent(index)
                 continue
             body = self.bodies[self.order[index % len(self.order)]]
+            sent_at = self.clock()
             with self._lock:
                 self._in_flight += 1
                 self.result.sent += 1
                 self.result.waited += int(waited)
+                self.result.start_lag.record(max(0.0, sent_at - due) * 1000)
             answer = self.target.send(body)
             done = self.clock()
             self._record(index, due, done, answer, end)

@@ -103,6 +103,7 @@ def to_report(
             "client": _summary(client),
             "function": _summary(function),
             "overhead": overhead,
+            "start_lag": _summary(result.start_lag),
         },
         "errors": {
             **errors,
@@ -194,6 +195,12 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(
             f"            outside the function (queueing, network, gateway): p50 {ms(overhead['p50'])} ms, "
             f"p99 {ms(overhead['p99'])} ms (client minus function)"
+        )
+    lag = latency["start_lag"]
+    if lag["count"]:
+        lines.append(
+            f"            sent after their due time by: p50 {ms(lag['p50'])} ms, p99 {ms(lag['p99'])} ms, max "
+            f"{ms(lag['max'])} ms (waiting for an in-flight slot, or this machine's scheduling)"
         )
     shown = ", ".join(f"{k} {errors[k]}" for k in ERROR_KINDS)
     lines.append(f"  errors    {shown}; error rate {100 * errors['error_rate']:.2f}% (4xx excluded)")

@@ -77,8 +77,10 @@ def test_a_sustainable_rate_is_achieved_and_its_percentiles_are_the_clients(envi
     for name, q in (("p50", 50), ("p90", 90), ("p99", 99)):
         independent = float(np.percentile(timed.times_ms, q, method="inverted_cdf"))
         # From its due time a request's latency can only be longer than from its send; at a rate the machine holds,
-        # by no more than a thread's wake-up (and the histogram's 1% buckets).
-        assert independent - 0.001 <= client[name] <= 1.1 * independent + 2.0, (name, client[name], independent)
+        # by no more than how late the generator's threads woke (the report's start lag; the load machine's own
+        # scheduling, on a busy CI runner several ms) and the histogram's 1% buckets.
+        slack = 2.0 + report["latency_ms"]["start_lag"]["max"]
+        assert independent - 0.001 <= client[name] <= 1.1 * independent + slack, (name, client[name], independent)
     # The function's own time (Server-Timing) sits beside the client's, below it.
     function = report["latency_ms"]["function"]
     assert function["count"] == 120
