@@ -9,7 +9,7 @@ from typing import Any
 
 from spec.environment import LoadBudget
 
-from .generator import ERROR_KINDS, LoadResult
+from .generator import ENVIRONMENT_HEADER, ERROR_KINDS, LoadResult
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def _cold_starts(result: LoadResult) -> dict[str, Any]:
     if not result.environment_header_seen:
         return {
             "observed": None,
-            "note": f"the answers carry no {'x-environment-id'} header (a deployment older than the load stage)",
+            "note": f"the answers carry no {ENVIRONMENT_HEADER} header (a deployment older than the load stage)",
         }
     by_version: dict[str, int] = {}
     for start in result.environments.values():

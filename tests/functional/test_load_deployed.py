@@ -105,7 +105,8 @@ class Stage:
                 self.send_header("content-length", str(len(payload)))
                 self.send_header("x-model-version", "3")
                 self.send_header("server-timing", "total;dur=1.250")
-                self.send_header("x-environment-id", "env-a")
+                # a second execution environment joins after 15 requests, as Lambda scales out under load
+                self.send_header("x-environment-id", "env-a" if len(stage.checks) <= 15 else "env-b")
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -199,7 +200,9 @@ def test_load_env_staging_signs_every_request_for_the_stacks_invoke_url(
     assert all(stage.checks)
     assert set(stage.paths) == {"/prod/v2/models/iris/infer"}
     assert report["latency_ms"]["function"]["p50"] == 1.25  # Server-Timing read beside the client's time
-    assert report["cold_starts"]["observed"] == 1
+    assert report["cold_starts"]["observed"] == 2
+    assert report["cold_starts"]["by_version"] == {"3": 2}
+    assert [s["environment"] for s in report["cold_starts"]["first_answers"]] == ["env-a", "env-b"]
     # staging's spec: API throttle 20/s, below the 30/s asked for; warned before the run
     assert "environments.staging.api.throttle_rate_limit 20 requests/s is below the peak 30/s" in err
     assert code == 0, out  # the stand-in stage answers quickly: staging's load budgets are met
