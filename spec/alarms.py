@@ -102,6 +102,15 @@ TreatMissingData = Literal["notBreaching", "breaching", "ignore", "missing"]
 AlarmState = Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
 
 
+_SHOWN_UNITS = {"Percent": "%", "Milliseconds": " ms", "Seconds": " s", "Bytes": " bytes"}
+_OPERATORS = {
+    "GreaterThanThreshold": ">",
+    "GreaterThanOrEqualToThreshold": ">=",
+    "LessThanThreshold": "<",
+    "LessThanOrEqualToThreshold": "<=",
+}
+
+
 class AlarmDefinition(SpecModel):
     """One CloudWatch alarm as data: what ``cdk synth`` creates and what the rehearsal evaluates.
 
@@ -140,6 +149,19 @@ class AlarmDefinition(SpecModel):
     @property
     def is_rate(self) -> bool:
         return bool(self.denominator)
+
+    @property
+    def unit(self) -> str:
+        """What the value and threshold are measured in, as written after a number: "%" for a rate, else the
+        metric's catalog unit (" ms"), " PSI" for the drift statistics (unit None), "" for a count."""
+        if self.is_rate:
+            return "%"
+        metric = self.metrics[0].metric
+        return _SHOWN_UNITS.get(metric.unit, "") or (" PSI" if "PSI" in metric.description else "")
+
+    def threshold_text(self) -> str:
+        """The breaching rule with its unit, e.g. "> 1%" or "> 500 ms"."""
+        return f"{_OPERATORS[self.comparison_operator]} {self.threshold:g}{self.unit}"
 
     @property
     def expression(self) -> str | None:

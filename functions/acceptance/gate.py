@@ -99,7 +99,13 @@ class Verdict:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        details = [f"  {c.name}: {c.detail}" for c in self.criteria if c.detail and (c.informational or not c.passed)]
+        details = [
+            f"  {c.name}: {c.detail}"
+            if "\n" not in c.detail
+            else f"  {c.name}:\n    " + c.detail.replace("\n", "\n    ")
+            for c in self.criteria
+            if c.detail and (c.informational or not c.passed)
+        ]
         return "\n".join(lines + (["", *details] if details else []))
 
 
@@ -279,9 +285,9 @@ def score_cases(
             for name, want in case.expected.items()
         ):
             score.correct += 1
-        elif len(score.wrong) < 3:
+        elif len(score.wrong) < 3:  # one JSON object a case, one case a line: a person reads it, a script parses it
             got = {name: outputs.get(name) for name in case.expected}
-            score.wrong.append(f"line {case.line}: expected {case.expected}, got {json.dumps(got)[:200]}")
+            score.wrong.append(json.dumps({"line": case.line, "expected": case.expected, "got": got}))
     return score
 
 
@@ -385,7 +391,7 @@ def evaluate(
                 False,
                 f"{correct}/{total} correct, {total - evaluated} not run",
                 f">= {criteria.min_pass_rate:.1%}",
-                "; ".join([f"ran out of time after {evaluated} of {total} cases", *wrong]),
+                "\n".join([f"ran out of time after {evaluated} of {total} cases", *wrong]),
             )
         )
     else:
@@ -395,7 +401,7 @@ def evaluate(
                 rate >= criteria.min_pass_rate if total else criteria.min_pass_rate == 0,
                 f"{correct}/{total} correct ({rate:.1%})" if total else "no acceptance set",
                 f">= {criteria.min_pass_rate:.1%}",
-                "; ".join(wrong) if total else "add acceptance.jsonl to the bundle (or set acceptance.min_pass_rate 0)",
+                "\n".join(wrong) if total else "add acceptance.jsonl to the bundle (or set acceptance.min_pass_rate 0)",
             )
         )
     verdict.criteria.append(

@@ -65,7 +65,7 @@ class AlarmEvaluator:
             if state != self.state:
                 shown = ", ".join("-" if v is None else f"{v:.3g}" for v in values)
                 reason = (
-                    f"[{shown}] against {self.definition.comparison_operator} {self.definition.threshold:g} "
+                    f"[{shown}] against {self.definition.threshold_text()} "
                     f"({self.definition.datapoints_to_alarm} of {self.definition.evaluation_periods})"
                 )
                 self.history.append(Transition(end, state, reason))

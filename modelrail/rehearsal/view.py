@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from rich.console import Console, Group
@@ -19,6 +20,7 @@ from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .drift import DriftWatch
 
+STATUS_LINE_MAX = 160  # a log line a person reads whole
 STATE_STYLE = {"OK": "green", "ALARM": "bold red", "INSUFFICIENT_DATA": "yellow"}
 
 
@@ -94,15 +96,24 @@ class RehearsalView:
     def _status_line(self) -> None:
         if not self.alias or not self.clock:
             return
-        weights = ", ".join(f"v{v} {w:.0%}" for v, w in self.alias.weights().items())
-        traffic = "; ".join(f"v{v} {s.total} req {s.errors} err" for v, s in sorted(self.alias.stats.items()))
-        alarms = ", ".join(f"{a.name} {a.state}" for a in self.alarms)
-        self.console.print(
-            f"  [t={self.clock.now():7.1f}s] alias {weights} | {traffic} | {alarms} | {self.signals()}",
-            highlight=False,
-            markup=False,
-            style="dim",
+        self.console.print(self.status_line(), highlight=False, markup=False, style="dim", soft_wrap=True)
+
+    def status_line(self) -> str:
+        """One line for logs and CI (no terminal): under STATUS_LINE_MAX characters, alarms counted by state
+        unless one fires (then named), the monitoring signals last and cut short if need be."""
+        assert self.alias is not None
+        assert self.clock is not None
+        weights = " ".join(f"v{v} {w:.0%}" for v, w in self.alias.weights().items())
+        traffic = ", ".join(f"v{v} {s.total} req {s.errors} err" for v, s in sorted(self.alias.stats.items()))
+        states = Counter(a.state for a in self.alarms)
+        firing = [a.name for a in self.alarms if a.state == "ALARM"]
+        alarms = ", ".join(
+            f"{n} {state.replace('INSUFFICIENT_DATA', 'no data')}" for state, n in sorted(states.items()) if n
         )
+        if firing:
+            alarms += f" (ALARM: {', '.join(firing)})"
+        line = f"  [t={self.clock.now():7.1f}s] {weights} | {traffic} | alarms {alarms or 'none'} | {self.signals()}"
+        return line if len(line) < STATUS_LINE_MAX else line[: STATUS_LINE_MAX - 2] + "…"
 
     def render(self) -> Any:
         assert self.alias is not None
@@ -125,9 +136,9 @@ class RehearsalView:
         for column in ("alarm", "state", "latest periods", "threshold"):
             alarms.add_column(column)
         for alarm in self.alarms:
-            values = ", ".join("-" if v is None else f"{v:.3g}" for v in alarm.last_values) or "-"
             d = alarm.definition
-            rule = f"{d.comparison_operator.replace('Threshold', '')} {d.threshold:g}"
+            values = ", ".join("-" if v is None else f"{v:.3g}{d.unit}" for v in alarm.last_values) or "-"
+            rule = d.threshold_text()
             alarms.add_row(
                 alarm.name,
                 Text(alarm.state, style=STATE_STYLE[alarm.state]),
@@ -153,7 +164,8 @@ class RehearsalView:
         report = self.drift.report() if self.drift else None
         if report is not None and report.feature_drift_max is not None:
             worst = report.worst("feature", 1)
-            name = f" ({worst[0].name})" if worst else ""
+            shown = (self.drift.baseline or {}).get("feature_names") or {} if self.drift else {}
+            name = f" ({shown.get(worst[0].name, worst[0].name)})" if worst else ""
             prediction = f"{report.prediction_drift:.3f}" if report.prediction_drift is not None else "-"
             parts.append(
                 f"drift vs baseline: worst feature PSI {report.feature_drift_max:.3f}{name}, predictions {prediction}"

@@ -43,7 +43,9 @@ def test_two_bundles_of_one_model_are_its_versions_newest_by_default(served: Loc
     missing = requests.post(f"{url}/v2/models/iris/versions/3/infer", json=ROW, timeout=30)
     assert missing.status_code == 404
     assert missing.json() == {"error": "no version '3' of this model is served here; versions: 1, 2"}
-    assert requests.get(f"{url}/v2", timeout=30).json()["models"] == ["iris"]
+    server = requests.get(f"{url}/v2", timeout=30).json()
+    assert server["models"] == ["iris"]
+    assert server["extensions"] == ["binary_tensor_data"]  # Triton's name for the extension the API speaks
 
 
 def test_a_real_clash_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

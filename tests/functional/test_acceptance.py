@@ -79,7 +79,11 @@ def test_wrong_answers_fail_the_acceptance_set_alone(sqrt: Any) -> None:
     cases[1] = AcceptanceCase(cases[1].inputs, {"y": [4.0, 6.0]}, 2)  # sqrt(25) is 5
     verdict = run(sqrt, cases, probe_requests=10)
     assert failing(verdict) == ["acceptance set"]
-    assert "line 2: expected {'y': [4.0, 6.0]}" in verdict.criteria[2].detail
+    # one case a line, each a JSON object (no Python repr): what was expected and what the version answered
+    assert [json.loads(line) for line in verdict.criteria[2].detail.splitlines()] == [
+        {"line": 2, "expected": {"y": [4.0, 6.0]}, "got": {"y": [4.0, 5.0]}}
+    ]
+    assert '\n  acceptance set: {"line": 2, "expected": {"y": [4.0, 6.0]}' in verdict.table()
     assert run(sqrt, cases, probe_requests=10, min_pass_rate=0.5).passed
 
 
