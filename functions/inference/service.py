@@ -362,7 +362,9 @@ class InferenceService:
         return self.model is not None and self.model.ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []}
+        # The binary tensor data extension (protocol.py) is the one the API speaks beyond the core protocol; the
+        # name is the one Triton lists and its clients check.
+        return {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
 
     def readiness(self) -> dict[str, Any]:
         ready = self.ready

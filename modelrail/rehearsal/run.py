@@ -62,7 +62,7 @@ def rehearse(args: argparse.Namespace) -> int:
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     try:
-        with LocalCloud() as cloud:
+        with LocalCloud(Path(args.capture) if args.capture else None) as cloud:
             for scenario in scenarios:
                 if stop.is_set():
                     break
@@ -76,6 +76,7 @@ def rehearse(args: argparse.Namespace) -> int:
                         rate=args.rate,
                         replay=replay,
                         stop=stop,
+                        mistakes=args.mistakes,
                     )
                 )
     except (BundleError, ValueError) as exc:
@@ -101,6 +102,11 @@ def rehearse(args: argparse.Namespace) -> int:
     console.print(
         f"{len(results)} scenario(s) in {elapsed:.0f} s" + (f"; report: {args.report}" if args.report else "")
     )
+    if args.capture:
+        from modelrail.serving import capture_summary
+
+        shown = args.baseline or "models/iris"  # the default scenarios' model
+        console.print(capture_summary(Path(args.capture), Path(shown)), highlight=False, soft_wrap=True)
     if stop.is_set():
         return 130
     return 0 if len(results) == len(scenarios) and all(r["as_expected"] for r in results) else 1

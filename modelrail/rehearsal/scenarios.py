@@ -70,6 +70,7 @@ def run_scenario(
     rate: float = 40.0,
     replay: list[dict[str, Any]] | None = None,
     stop: threading.Event | None = None,
+    mistakes: float | None = None,
 ) -> dict[str, Any]:
     baseline_bundle = ModelBundle.load(scenario.baseline)
     candidate_bundle = ModelBundle.load(scenario.candidate)
@@ -135,7 +136,7 @@ def run_scenario(
     baseline_document = json.loads(baseline_bundle.baseline_path.read_text()) if baseline_bundle.baseline_path else None
     drift = DriftWatch(baseline_document)
     alias.observers.append(drift.observe)
-    mix = RequestMix(baseline_bundle.acceptance_cases(), replay or ())
+    mix = RequestMix(baseline_bundle.acceptance_cases(), replay or (), mistakes=mistakes)
     gateway = LocalGateway({model: alias}).start()
     load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
     view.begin(scenario.name, alias, alarms, clock, canary=canary, drift=drift)

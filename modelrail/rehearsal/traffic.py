@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from functions.acceptance.gate import AcceptanceCase
 
 MISTAKES = ("wrong shape", "wrong datatype", "not JSON")
+GENERATED_MISTAKES = 0.03  # the share of generated requests that are client mistakes (replayed traffic: none)
 
 
 def load_traffic_file(path: Path) -> list[dict[str, Any]]:
@@ -40,7 +41,8 @@ def load_traffic_file(path: Path) -> list[dict[str, Any]]:
 
 
 class RequestMix:
-    """Request bodies: replayed as given, or generated from acceptance cases."""
+    """Request bodies: replayed as given, or generated from acceptance cases. ``mistakes``: the share of requests
+    that are client mistakes instead (default: none in replayed traffic, GENERATED_MISTAKES in generated)."""
 
     def __init__(
         self,
@@ -48,7 +50,7 @@ class RequestMix:
         replay: Sequence[dict[str, Any]] = (),
         *,
         jitter: float = 0.5,
-        mistakes: float = 0.03,
+        mistakes: float | None = None,
         seed: int = 1,
     ) -> None:
         if not cases and not replay:
@@ -56,7 +58,7 @@ class RequestMix:
         self.cases = list(cases)
         self.replay = list(replay)
         self.jitter = jitter
-        self.mistakes = mistakes
+        self.mistakes = mistakes if mistakes is not None else (0.0 if self.replay else GENERATED_MISTAKES)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._next = 0
