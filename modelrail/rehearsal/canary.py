@@ -5,9 +5,13 @@ The real monitor (functions/monitor/handler.py) is invoked in its own Lambda wor
 ``time`` in rehearsed time (its window ends there). It reads the records the workers' data capture sent through the
 capture stream (sampled, buffered, partitioned on the embedded S3) and publishes its metrics with PutMetricData to
 the embedded CloudWatch. After each run, the datapoints of every monitor metric a rollout alarm watches are read
-back from there into the rehearsal's metrics, stamped at their rehearsed time: PredictionDivergence reaches the
-prediction-divergence alarm exactly when, and as often as, the monitor publishes it, and not at all for a
-model the monitor does not watch (its bundle has no baseline.json) or before the canary has enough captured rows.
+back from there into the rehearsal's metrics, stamped at their rehearsed time: CanaryDisagreement reaches the
+canary-disagreement alarm exactly when, and as often as, the monitor publishes it, and not at all for a model the
+monitor does not watch (its bundle has no baseline.json) or before enough canary requests were compared.
+
+The paired canary analysis is the monitor's own: it reads the alias ``live`` and invokes the version being replaced
+through the Lambda API (lambda_api.py answers it with the rehearsal's alias and workers), with the canary's
+captured requests.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class MonitorRun:
     rows: dict[str, int] = field(default_factory=dict)  # captured rows in the window, by version
     error: str | None = None
     published: dict[str, float] = field(default_factory=dict)  # metric name -> value read back for the candidate
+    paired: dict[str, Any] | None = None  # the monitor's paired canary report (compared, disagreed, ...)
 
 
 class CanaryAnalysis:
@@ -46,6 +51,7 @@ class CanaryAnalysis:
         queries: list[MetricQuery],
         schedule_minutes: int,
         min_canary_rows: int,
+        paired_min: int = 20,
         start_monitor: Callable[[], LambdaWorker] | None = None,
         cloudwatch: Any = None,
         off: str | None = None,
@@ -60,12 +66,15 @@ class CanaryAnalysis:
         self.queries = [q for q in queries if q.metric.publisher is catalog.Function.MONITOR]
         self.schedule_s = schedule_minutes * 60
         self.min_canary_rows = min_canary_rows
+        self.paired_min = paired_min
         self.start_monitor = start_monitor
         self.monitor: LambdaWorker | None = None
         self.cloudwatch = cloudwatch
         self.off = off
         self.runs: list[MonitorRun] = []
         self.latest: float | None = None  # the latest PredictionDivergence the monitor published
+        self.disagreement: float | None = None  # the latest CanaryDisagreement
+        self.paired: dict[str, Any] | None = None  # the latest paired canary report of the candidate
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -112,7 +121,11 @@ class CanaryAnalysis:
         run = MonitorRun(at)
         response = self.monitor.invoke(event).response
         if "reports" in response:
-            run.rows = {str(r["version"]): int(r["rows"]) for r in response["reports"] if r.get("model") == self.model}
+            mine = [r for r in response["reports"] if r.get("model") == self.model]
+            run.rows = {str(r["version"]): int(r["rows"]) for r in mine if "rows" in r}
+            run.paired = next((r["paired"] for r in mine if "paired" in r and r["version"] == self.candidate), None)
+            if run.paired is not None:
+                self.paired = run.paired
         else:
             run.error = str(response.get("body") or response)
         for query in self.queries:
@@ -123,6 +136,8 @@ class CanaryAnalysis:
                 run.published[query.metric_name] = value
                 if query.metric_name == catalog.PREDICTION_DIVERGENCE.name:
                     self.latest = value
+                if query.metric_name == catalog.CANARY_DISAGREEMENT.name:
+                    self.disagreement = value
         self.runs.append(run)
         return run
 
@@ -169,6 +184,8 @@ class CanaryAnalysis:
             "canary_rows": self.canary_rows(),
             "min_canary_rows": self.min_canary_rows,
             "prediction_divergence": round(self.latest, 4) if self.latest is not None else None,
+            "canary_disagreement_percent": round(self.disagreement, 2) if self.disagreement is not None else None,
+            "paired": self.paired,
         }
 
     def describe(self) -> str:
@@ -181,7 +198,16 @@ class CanaryAnalysis:
         last = self.runs[-1]
         if last.error:
             return f"canary analysis: monitor run at t={last.time:.0f}s failed: {last.error[:120]}"
-        rows = f"{self.canary_rows()} captured canary rows (needs {self.min_canary_rows})"
-        if self.latest is None:
-            return f"canary analysis: {len(self.runs)} monitor runs, {rows}: no PredictionDivergence yet"
-        return f"canary analysis: {len(self.runs)} monitor runs, {rows}; new vs old predictions PSI {self.latest:.3f}"
+        rows = f"{self.canary_rows()} captured canary rows"
+        mix = "no PredictionDivergence yet" if self.latest is None else f"prediction-mix PSI {self.latest:.3f}"
+        return f"canary analysis: {len(self.runs)} monitor runs, {rows}; {self.paired_line()}; {mix}"
+
+    def paired_line(self) -> str:
+        """The paired comparison, as the monitor last reported it."""
+        if self.paired is None:
+            return "paired: not run yet"
+        compared, disagreed = self.paired.get("compared", 0), self.paired.get("disagreed", 0)
+        line = f"paired: {disagreed} of {compared} canary requests answered otherwise by the old version"
+        if self.disagreement is not None:
+            return f"{line} (CanaryDisagreement {self.disagreement:.1f}%)"
+        return f"{line} (publishes from {self.paired_min} compared)"

@@ -11,13 +11,14 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from functions.acceptance import posttraffic
 from functions.acceptance.criteria import AcceptanceCriteria
 from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
+from functions.acceptance.replay import Unavailable
 from modelrail.local.worker import LambdaWorker
 from spec.catalog import Env
 from spec.rollout import RolloutPolicy
@@ -65,8 +66,12 @@ class DeploymentController:
         clock: RehearsalClock,
         decide: Callable[[float, str], None],
         stop: threading.Event | None = None,
+        replay: Callable[[], Sequence[dict[str, Any]] | Unavailable] | None = None,
     ) -> None:
+        """``replay``: the old version's captured requests for the gate to replay (read when the hook runs), or why
+        there are none; None leaves the replay out of the gate."""
         self.model = model
+        self.replay = replay
         self.alias = alias
         self.baseline = baseline
         self.candidate = candidate
@@ -93,7 +98,9 @@ class DeploymentController:
             reason = f"pre-traffic hook failed: {', '.join(verdict.failing())}"
             self.decide(f"{reason}; version {new} gets no traffic")
             return RolloutResult("blocked", reason, self.clock.now(), verdict)
-        self.decide(f"pre-traffic hook passed ({len(self.cases)} acceptance cases, {verdict.criteria[-1].measured})")
+        replayed = next((c.measured for c in verdict.criteria if c.name == "replay agreement"), None)
+        shown = f"replay: {replayed}" if replayed else verdict.criteria[-1].measured
+        self.decide(f"pre-traffic hook passed ({len(self.cases)} acceptance cases, {shown})")
 
         start = self.clock.now()
         for minute, percent in self.policy.schedule():
@@ -126,7 +133,10 @@ class DeploymentController:
             return invocation.response
 
         self.decide(f"pre-traffic hook: acceptance gate on version {self.candidate.version}")
-        return evaluate(self.model, invoke, self.cases, self.criteria, baseline_metadata=baseline)
+        records = self.replay() if self.replay is not None else None
+        return evaluate(
+            self.model, invoke, self.cases, self.criteria, baseline_metadata=baseline, replay_records=records
+        )
 
     def _watch_until(self, until: float) -> str | None:
         """Evaluate the alarms until rehearsed time ``until``; the reason to stop, if any."""

@@ -20,6 +20,7 @@ from spec.models import load_spec
 
 from .scenarios import DEFAULT_TIME_SCALE, Scenario, default_scenarios, run_scenario
 from .traffic import load_traffic_file
+from .verdict import describe_layer
 from .view import RehearsalView
 
 
@@ -98,6 +99,7 @@ def rehearse(args: argparse.Namespace) -> int:
         if own and not result["as_expected"] and not args.expect:
             mark += f"; --expect {result['outcome']} if that was the point"
         console.print(f"{result['name']}: {result['outcome']} ({mark}) - {result['reason']}", highlight=False)
+        console.print(f"  decided by: {describe_layer(result['decided_by'])}{_agreement(result)}", highlight=False)
         console.print(f"  {_shares(result)}", highlight=False)
     console.print(
         f"{len(results)} scenario(s) in {elapsed:.0f} s" + (f"; report: {args.report}" if args.report else "")
@@ -120,6 +122,23 @@ def _note_names(baseline: ModelBundle, candidate: ModelBundle) -> None:
             f"rehearsing it as the next version of '{baseline.name}'",
             file=sys.stderr,
         )
+
+
+def _agreement(result: dict[str, Any]) -> str:
+    """The replay's agreement with the live version, and the paired canary comparison, when they ran."""
+    parts = []
+    replay = result.get("replay") or {}
+    if "replay agreement" in replay:
+        parts.append(f"replay: {replay['replay agreement']}")
+    elif "replay" in replay:
+        parts.append(f"replay: {replay['replay']}")
+    paired = (result.get("canary_analysis") or {}).get("paired")
+    if paired and paired.get("compared"):
+        parts.append(
+            f"paired canary: {paired['disagreed']} of {paired['compared']} requests answered otherwise by the old "
+            "version"
+        )
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def _shares(result: dict[str, Any]) -> str:

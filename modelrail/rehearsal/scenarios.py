@@ -1,10 +1,14 @@
 """Rehearsal scenarios: one rollout each, from a baseline version to a candidate, under live traffic.
 
-The default set, on the sample model and the production spec, shows the three ways a rollout ends: a good
-version promoted, a version blocked by the acceptance gate, and a version that passes the gate but fails on
-part of real traffic, rolled back by the canary's alarms; and what production's canary analysis does with a
-version whose answers differ but whose errors do not, at the demo's traffic: it has too few captured canary rows
-to judge, and the version is promoted, as it would be in AWS.
+Before each deployment the baseline serves with data capture on (the environment's sample rate), at
+``WARM_UP_RATE_FACTOR`` times the rate, until the capture bucket holds twice the captured requests the gate needs
+to replay (``acceptance.replay.min_requests``), or for ``MAX_WARM_UP_S`` rehearsed seconds at most.
+
+The default set, on the sample model and the production spec, shows the three layers of rollout defence and
+which one decides: a candidate with wrong answers stopped by its acceptance set; a label-swapping candidate (its
+own acceptance set passes) and one that answers NaN on long petals both stopped by replay, with no user request
+served; the same NaN candidate when the capture window never saw long petals (they arrive with the deployment),
+which only the canary's alarms catch; and a good retrain promoted, its agreement with the live version shown.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import dataclasses
 import functools
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.acceptance.replay import Unavailable, read_capture
 from modelrail.local.environment import LocalCloud
 from modelrail.local.gateway import LocalGateway
 from spec.bundle import ModelBundle
@@ -29,15 +35,21 @@ from .canary import CanaryAnalysis
 from .clock import RehearsalClock
 from .controller import DeploymentController, describe
 from .drift import DriftWatch
+from .lambda_api import ENDPOINT_VARIABLE, LocalLambdaApi
 from .metrics import MetricStore
 from .traffic import LoadGenerator, RequestMix
-from .verdict import deployment_window, unjudged
+from .verdict import deciding_layer, deployment_window, unjudged
 from .view import RehearsalView
 
 ROOT = Path(__file__).resolve().parents[2]
 CANDIDATES = ROOT / "models" / "iris-candidates"
 DEFAULT_TIME_SCALE = 20.0  # production's 15-minute canary step in 45 s
-WARM_UP_S = 30.0  # rehearsed seconds of baseline-only traffic before the deployment starts
+WARM_UP_S = 30.0  # rehearsed seconds of baseline-only traffic before the deployment starts, at least
+MAX_WARM_UP_S = 1800.0  # and at most, whatever was captured (a traffic file of client mistakes captures nothing)
+WARM_UP_POLL_S = 15.0
+WARM_UP_RATE_FACTOR = 5.0
+"""The warm-up's rate, times the scenario's: at production's 5% capture and the demo's rate, 40 captured requests
+take about 400 rehearsed seconds plus Firehose's minute of buffering; at 5 times, about 2 minutes."""
 
 
 @dataclass(frozen=True)
@@ -46,17 +58,28 @@ class Scenario:
     baseline: Path
     candidate: Path
     expected: str | None = None  # the outcome the default set expects; None for the user's own rollout
+    layer: str | None = None  # the layer expected to decide (verdict.deciding_layer); None: not checked
+    unseen_in_warm_up: bool = False
+    """The warm-up's traffic is the acceptance set's inputs as they are (no jitter), the deployment's the usual
+    variety: what the candidate fails on first arrives with the deployment, and the capture never held it."""
 
 
 def default_scenarios() -> list[Scenario]:
     baseline = ROOT / "models" / "iris"
     return [
-        Scenario("good new version", baseline, CANDIDATES / "retrained", "promoted"),
-        Scenario("fails acceptance", baseline, CANDIDATES / "shuffled", "blocked"),
-        Scenario("fails on real traffic", baseline, CANDIDATES / "nan-tail", "rolled_back"),
-        # Promoted: under production's 5% capture, the demo's traffic leaves the canary far fewer captured rows in
-        # its step than the monitor needs before it publishes PredictionDivergence; AWS would promote it too.
-        Scenario("predictions diverge", baseline, CANDIDATES / "skewed", "promoted"),
+        Scenario("wrong answers", baseline, CANDIDATES / "shuffled", "blocked", "acceptance set"),
+        # Its own acceptance set passes and its prediction mix barely moves; it answers most flowers otherwise.
+        Scenario("swaps labels", baseline, CANDIDATES / "label-swap", "blocked", "replay"),
+        Scenario("NaN on long petals, in the capture", baseline, CANDIDATES / "nan-tail", "blocked", "replay"),
+        Scenario(
+            "NaN on long petals, new with the deploy",
+            baseline,
+            CANDIDATES / "nan-tail",
+            "rolled_back",
+            "canary alarm",
+            unseen_in_warm_up=True,
+        ),
+        Scenario("good retrain", baseline, CANDIDATES / "retrained", "promoted", None),
     ]
 
 
@@ -72,6 +95,7 @@ def run_scenario(
     stop: threading.Event | None = None,
     mistakes: float | None = None,
 ) -> dict[str, Any]:
+    started = time.monotonic()
     baseline_bundle = ModelBundle.load(scenario.baseline)
     candidate_bundle = ModelBundle.load(scenario.candidate)
     model = baseline_bundle.name
@@ -94,6 +118,8 @@ def run_scenario(
     # The stack being deployed carries the candidate's bundle: the drift monitor watches the model with the
     # candidate's baseline.json, and is not there at all when that bundle has none.
     monitored = cloud.upload_baseline(deployed["2"]) if stream is not None else None
+    if monitored is not None:  # the paired canary analysis reads its alias and invokes its versions
+        monitored = {**monitored, "function_name": function_name}
     # Both execution environments cold-start at once, as two Lambda versions would.
     with ThreadPoolExecutor(max_workers=2) as pool:
         starting = [
@@ -111,17 +137,24 @@ def run_scenario(
         for definition in environment.alarm_definitions()
         if definition.stops_rollout
     ]
+    signals = [d for d in environment.alarm_definitions() if not d.stops_rollout]  # prediction-divergence: shown
+    lambda_api = LocalLambdaApi(alias).start()
     canary = CanaryAnalysis(
         store=store,
         clock=clock,
         model=model,
         candidate=candidate.version,
-        queries=[query for alarm in alarms for query in alarm.definition.metrics],
+        queries=[q for d in (*(a.definition for a in alarms), *signals) for q in d.metrics],
         schedule_minutes=monitoring.schedule_minutes,
         min_canary_rows=monitoring.min_canary_rows,
+        paired_min=monitoring.paired_min_requests,
         start_monitor=(
             functools.partial(
-                cloud.start_drift_monitor, [monitored], capture_bucket=stream.bucket, monitoring=monitoring
+                cloud.start_drift_monitor,
+                [monitored],
+                capture_bucket=stream.bucket,
+                monitoring=monitoring,
+                endpoints={ENDPOINT_VARIABLE: lambda_api.url},
             )
             if stream is not None and monitored is not None
             else None
@@ -137,23 +170,39 @@ def run_scenario(
     drift = DriftWatch(baseline_document)
     alias.observers.append(drift.observe)
     mix = RequestMix(baseline_bundle.acceptance_cases(), replay or (), mistakes=mistakes)
+    # Unseen in the warm-up: the acceptance set's own inputs, as they are (not the traffic file's either).
+    warm_up_mix = (
+        RequestMix(baseline_bundle.acceptance_cases(), jitter=0.0, seed=2) if scenario.unseen_in_warm_up else mix
+    )
     gateway = LocalGateway({model: alias}).start()
-    load = LoadGenerator(gateway.url, model, mix, rate=rate).start()
+    load = LoadGenerator(gateway.url, model, warm_up_mix, rate=rate * WARM_UP_RATE_FACTOR).start()
     view.begin(scenario.name, alias, alarms, clock, canary=canary, drift=drift)
+    criteria = candidate_bundle.settings.acceptance
+
+    def captured() -> Any:
+        """What the pre-traffic hook replays: the baseline's newest captured requests on the capture bucket."""
+        if stream is None:
+            return Unavailable("monitoring.capture is off: no captured requests to replay")
+        return read_capture(
+            cloud.aws.client("s3"), stream.bucket, model, baseline.version, criteria.replay, now=clock.date()
+        )
+
     try:
-        clock.sleep_until(clock.now() + WARM_UP_S, stop)
+        warm_up(clock, captured if stream is not None else None, criteria.replay.min_requests * 2, stop)
+        load.mix, load.rate = mix, rate
         controller = DeploymentController(
             model=model,
             alias=alias,
             baseline=baseline,
             candidate=candidate,
             cases=candidate_bundle.acceptance_cases(),
-            criteria=candidate_bundle.settings.acceptance,
+            criteria=criteria,
             policy=environment.rollout,
             alarms=alarms,
             clock=clock,
             decide=view.decision,
             stop=stop,
+            replay=captured,
         )
         result = controller.run()
     finally:
@@ -161,6 +210,7 @@ def run_scenario(
         canary.stop()
         view.end()
         gateway.stop()
+        lambda_api.stop()
         baseline.stop()
         candidate.stop()
 
@@ -172,6 +222,10 @@ def run_scenario(
     unproven = unjudged(controller.requests, candidate.version, alarms, controller.evaluated_until)
     if outcome == "promoted" and unproven is not None:
         outcome, reason = "inconclusive", f"CodeDeploy would promote it untested: {unproven}"
+    decided = deciding_layer(outcome, reason, result.verdict)
+    as_expected = scenario.expected is None or (
+        outcome == scenario.expected and (scenario.layer is None or decided["layer"] == scenario.layer)
+    )
     return {
         "name": scenario.name,
         "baseline": str(scenario.baseline),
@@ -183,8 +237,11 @@ def run_scenario(
         },
         "outcome": outcome,
         "expected": scenario.expected,
-        "as_expected": scenario.expected is None or outcome == scenario.expected,
+        "as_expected": as_expected,
         "reason": reason,
+        "decided_by": decided,
+        "expected_layer": scenario.layer,
+        "replay": _replay_figures(result.verdict),
         "requests": {
             version: {"total": s.total, "errors": s.errors, "client_errors": s.client_errors}
             for version, s in sorted(alias.stats.items())
@@ -200,7 +257,28 @@ def run_scenario(
         "canary_analysis": canary.summary(),
         "drift": drift_summary(drift),
         "acceptance": result.verdict.to_dict() if result.verdict else None,
+        "wall_clock_s": round(time.monotonic() - started, 1),
     }
+
+
+def warm_up(clock: RehearsalClock, captured: Any, enough: int, stop: threading.Event | None) -> None:
+    """Let the baseline serve until ``captured()`` (the gate's own read) holds ``enough`` requests, between
+    WARM_UP_S and MAX_WARM_UP_S rehearsed seconds (``captured`` None: capture is off, WARM_UP_S)."""
+    start = clock.now()
+    clock.sleep_until(start + WARM_UP_S, stop)
+    while captured is not None and clock.now() < start + MAX_WARM_UP_S and not (stop is not None and stop.is_set()):
+        records = captured()
+        if isinstance(records, list) and len(records) >= enough:
+            return
+        clock.sleep_until(clock.now() + WARM_UP_POLL_S, stop)
+
+
+def _replay_figures(verdict: Any) -> dict[str, str] | None:
+    """The gate's replay rows (measured figures by name), None when the gate did not replay."""
+    if verdict is None:
+        return None
+    rows = {c.name: c.measured for c in verdict.criteria if c.name == "replay" or c.name.startswith("replay ")}
+    return rows or None
 
 
 def _since(first: float | None, moment: float | None) -> float | None:

@@ -159,14 +159,13 @@ class LoadGenerator:
             thread.join(timeout=30)
 
     def _run(self, index: int) -> None:
-        interval = self.threads / self.rate
         connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        next_at = time.monotonic() + index * interval / self.threads
+        next_at = time.monotonic() + index / self.rate
         while not self._stop.is_set():
             delay = next_at - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 break
-            next_at += interval
+            next_at += self.threads / self.rate  # read each time: the rehearsal changes it after the warm-up
             body, _ = self.mix.next()
             try:
                 connection.request("POST", self.path, body=body, headers={"content-type": "application/json"})

@@ -102,3 +102,38 @@ def deployment_window(log: RequestLog, candidate: str, decided_at: float) -> dic
         "candidate_client_errors": sum(a.client_error for a in mine),
         "candidate_failed_share": round(candidate_failed / len(mine), 4),
     }
+
+
+REPLAY = "replay"  # the gate's replay rows are "replay", "replay agreement", ... (functions/acceptance/replay.py)
+
+
+def deciding_layer(outcome: str, reason: str, verdict: Any) -> dict[str, Any]:
+    """Which layer of rollout defence decided: the acceptance set (the bundle's own cases, signature, finite
+    outputs, latency), replay (captured live requests answered by the new version before any user), or a canary
+    alarm (named); or the post-traffic hook, the operator, or none (promoted: every layer passed it).
+
+    A gate that fails on both its own criteria and replay is decided by the acceptance set, the first layer."""
+    if outcome == "blocked" and verdict is not None:
+        failing = list(verdict.failing())
+        replay = [name for name in failing if name == REPLAY or name.startswith(f"{REPLAY} ")]
+        own = [name for name in failing if name not in replay]
+        layer = "acceptance set" if own or not replay else "replay"
+        return {"layer": layer, "criteria": own or replay}
+    if outcome == "rolled_back":
+        if reason.startswith("alarm "):
+            return {"layer": "canary alarm", "alarm": reason.removeprefix("alarm ").split(" ", 1)[0]}
+        if reason.startswith("post-traffic hook"):
+            return {"layer": "post-traffic hook"}
+        return {"layer": "operator"}
+    return {"layer": None, "note": "no layer stopped it"}
+
+
+def describe_layer(decided: dict[str, Any]) -> str:
+    layer = decided.get("layer")
+    if layer is None:
+        return "no layer stopped it"
+    if layer == "canary alarm":
+        return f"canary alarm {decided['alarm']}"
+    if decided.get("criteria"):
+        return f"{layer} (failed: {', '.join(decided['criteria'])})"
+    return str(layer)

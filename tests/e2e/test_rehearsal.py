@@ -236,7 +236,7 @@ def test_an_alarm_in_the_full_shifts_period_rolls_back_before_the_post_traffic_h
     assert rollout.alias.weights() == {"1": 1.0}
 
 
-def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
+def test_own_bundles_with_a_traffic_file_replayed_by_the_gate(tmp_path: Path) -> None:
     traffic = tmp_path / "traffic.jsonl"
     rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [7.7, 2.8, 6.7, 2.0]]
     traffic.write_text(
@@ -264,8 +264,8 @@ def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
             "60",
             "--report",
             str(report),
-            "--expect",  # a rollback is the point here; without this the command exits 1
-            "rolled_back",
+            "--expect",  # a block is the point here; without this the command exits 1
+            "blocked",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -274,11 +274,14 @@ def test_own_bundles_with_a_traffic_file(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     [scenario] = json.loads(report.read_text())["scenarios"]
-    # One request in three has a 6.7 cm petal: the canary's alarm catches it and the alias goes back.
-    assert scenario["outcome"] == "rolled_back"
-    assert "non-finite-rate" in scenario["reason"]
-    assert scenario["candidate_failed"] > 0
-    assert scenario["requests"]["1"]["total"] > scenario["candidate_served"]
+    # One request in three has a 6.7 cm petal. The baseline served the same traffic with capture on before the
+    # deployment: the gate replays those requests, the candidate answers NaN to a third of them, and no user
+    # request ever reaches it.
+    assert scenario["outcome"] == "blocked"
+    assert scenario["decided_by"]["layer"] == "replay"
+    assert "replay non-finite" in scenario["decided_by"]["criteria"]
+    assert scenario["candidate_served"] == 0
+    assert scenario["requests"]["1"]["total"] > 0
 
 
 # --- metrics produced as in AWS: capture through the stream, canary analysis by the scheduled monitor -----------

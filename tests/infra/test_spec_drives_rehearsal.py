@@ -31,7 +31,14 @@ def rehearse(context: dict[str, Any]) -> dict[str, Any]:
     replay = [
         {"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": row}]} for row in LONG_PETALS
     ]
-    scenario = Scenario("nan-tail", PROJECT / "models" / "iris", PROJECT / "models" / "iris-candidates" / "nan-tail")
+    # The long petals arrive with the deployment: the warm-up's capture never held them, so replay cannot see the
+    # fault and only the canary's alarms can.
+    scenario = Scenario(
+        "nan-tail",
+        PROJECT / "models" / "iris",
+        PROJECT / "models" / "iris-candidates" / "nan-tail",
+        unseen_in_warm_up=True,
+    )
     view = RehearsalView(Console(file=io.StringIO()))
     with LocalCloud() as cloud:
         return run_scenario(scenario, environment, cloud, view, time_scale=30, rate=60, replay=replay)
@@ -52,6 +59,8 @@ def test_one_spec_change_changes_the_template_and_the_rehearsal(main: Synthesize
     canary = rehearse(copy.deepcopy(CDK_CONTEXT))
     everyone = rehearse(all_at_once)
     assert canary["outcome"] == "rolled_back", json.dumps(canary, indent=1)[:2000]
+    assert canary["decided_by"] == {"layer": "canary alarm", "alarm": "non-finite-rate"}
+    assert canary["replay"]["replay non-finite"].startswith("0 of ")  # the gate replayed, and saw nothing wrong
     assert canary["candidate_share"] < 0.2
     assert everyone["outcome"] == "inconclusive", json.dumps(everyone, indent=1)[:2000]
     assert everyone["policy"]["kind"] == "all_at_once"
