@@ -88,6 +88,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print()
         if verdict.passed:
             print("PASSED: this version may receive traffic")
+            print(f"next: python -m modelrail serve {bundle.root} --capture capture/   # try it over HTTP")
         else:
             print(f"FAILED: {', '.join(verdict.failing())}")
     return 0 if verdict.passed else 1
@@ -176,7 +177,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     bundle = ModelBundle.load(args.baseline)
     try:
         report = drift(bundle, Path(args.capture), args.version)
-        title = f"drift of '{bundle.name}': {report.rows} captured rows ({args.capture}) against {bundle.baseline_path}"
+        title = f"drift of '{bundle.name}': {report.rows} rows ({args.capture}) against {bundle.baseline_path}"
         print_report(report, title)
         if args.png:
             shown = plot(report, Path(args.png), title)
@@ -187,6 +188,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
     significant = [e.name for e in report.entries if e.verdict == "significant"]
     if significant:
         print(f"SIGNIFICANT DRIFT: {', '.join(significant)}")
+    print(
+        "next: "
+        + ("retrain on recent data, make it a bundle (" if significant else "when you retrain, make a bundle (")
+        + f"python -m modelrail init NEW --model new.onnx --data FILE) and rehearse its rollout: python -m modelrail "
+        f"rehearse --baseline {bundle.root} --candidate NEW"
+    )
     return 1 if significant else 0
 
 

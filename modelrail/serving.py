@@ -40,3 +40,19 @@ def capture_summary(folder: Path, baseline: Path) -> str:
         f"captured requests: {len(files)} file(s) under {folder}\n"
         f"next: python -m modelrail drift --baseline {baseline} --capture {folder} --png drift.png"
     )
+
+
+def rollout_next(outcome: str, baseline: str, candidate: str, env: str) -> str:
+    """The next command after a rehearsed rollout of the user's own candidate."""
+    if outcome == "promoted":
+        return (
+            f'next: deploy it: in cdk.json point the model\'s entry {{"bundle": "{baseline}"}} at "{candidate}", then '
+            f"npx aws-cdk@2 deploy modelrail-{env}"
+        )
+    if outcome == "inconclusive":
+        return (
+            f"next: rehearse again with more traffic (--rate) so the candidate's own requests reach an alarm period: "
+            f"python -m modelrail rehearse --baseline {baseline} --candidate {candidate} --rate 80"
+        )
+    check = f"python -m modelrail validate {candidate} --against {baseline}"
+    return f"next: see why above, fix the candidate, and check it: {check}"
