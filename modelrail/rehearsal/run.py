@@ -109,6 +109,11 @@ def rehearse(args: argparse.Namespace) -> int:
 
         shown = args.baseline or "models/iris"  # the default scenarios' model
         console.print(capture_summary(Path(args.capture), Path(shown)), highlight=False, soft_wrap=True)
+    if own and results:
+        from modelrail.serving import rollout_next
+
+        line = rollout_next(results[-1]["outcome"], args.baseline, args.candidate, environment.name)
+        console.print(line, highlight=False, soft_wrap=True)
     if stop.is_set():
         return 130
     return 0 if len(results) == len(scenarios) and all(r["as_expected"] for r in results) else 1
