@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import report
 from bench.cold import MARKER
-from bench.models import IRIS_BUNDLE, ROOT, WORK, Case, build_mlp, v2_request
+from bench.models import IRIS_BUNDLE, LARGE_MLP_LAYERS, ROOT, WORK, Case, build_mlp, v2_request
 from bench.stats import median
 
 CASES = (
@@ -31,6 +31,8 @@ CASES = (
     Case("mlp, 1 row", "mlp", "input", rows=1, features=784, iterations=2000, warmup=200),
     Case("mlp, 256 rows", "mlp", "input", rows=256, features=784, iterations=80, warmup=8),
 )
+# Cold starts only: the 46 MB model, whose artifact is fetched as concurrent ranged GETs (its fetch throughput).
+LARGE = Case("mlp-large, 1 row", "mlp-large", "input", rows=1, features=784, iterations=0, warmup=0)
 COLD_RUNS = 7
 # A Lambda execution environment's variables come from the function, the runtime and (here) the local AWS;
 # none may leak in from the shell that runs the benchmark: neither AWS's and Powertools' nor any the catalog lists.
@@ -122,7 +124,7 @@ def cold_once(command: list[str], env: dict[str, str], log_path: Path) -> dict[s
     if "handler_init" in phases:
         phases["handler_init"] -= sum(inner.values())
         phases = {**{k: v for k, v in phases.items() if k != "answer"}, **inner, "answer": phases["answer"]}
-    return {"total_ms": (answered - started) * 1000, "phases_ms": phases}
+    return {"total_ms": (answered - started) * 1000, "phases_ms": phases, "fetch": result.get("fetch") or {}}
 
 
 def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, Any]:
@@ -131,7 +133,7 @@ def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, 
 
     inputs: dict[str, dict[str, str]] = {}
     for model in models:
-        case = next(c for c in CASES if c.model == model and c.rows == 1)
+        case = next(c for c in (*CASES, LARGE) if c.model == model and c.rows == 1)
         tensor = case.tensor()
         headers = {"accept": "application/json", "content-type": "application/json", "host": "bench.local"}
         event = rest_proxy_event("POST", f"/v2/models/{model}/infer", headers, v2_request(case, tensor))
@@ -162,7 +164,17 @@ def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, 
 def _cold_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     totals = [r["total_ms"] for r in runs]
     phase_names = list(runs[0]["phases_ms"])
+    fetched = [r["fetch"] for r in runs if r.get("fetch")]
+    fetch = {}
+    if fetched:  # the handler's artifact download from the embedded S3, into a fresh cache dir each run
+        fetch = {
+            "bytes": fetched[0]["bytes"],
+            "gets": fetched[0]["gets"],
+            "median_ms": round(median([f["seconds"] * 1000 for f in fetched]), 1),
+            "median_mb_per_s": round(median([f["bytes"] / f["seconds"] / 1e6 for f in fetched]), 1),
+        }
     return {
+        **({"fetch": fetch} if fetch else {}),
         "runs": len(runs),
         "median_ms": round(median(totals), 1),
         "min_ms": round(min(totals), 1),
@@ -214,7 +226,11 @@ def main(argv: list[str] | None = None) -> None:
 
     shutil.rmtree(WORK / "cache", ignore_errors=True)
     WORK.mkdir(parents=True, exist_ok=True)
-    bundles = {"iris": ModelBundle.load(IRIS_BUNDLE), "mlp": ModelBundle.load(build_mlp(WORK / "mlp.onnx"))}
+    bundles = {
+        "iris": ModelBundle.load(IRIS_BUNDLE),
+        "mlp": ModelBundle.load(build_mlp(WORK / "mlp.onnx")),
+        "mlp-large": ModelBundle.load(build_mlp(WORK / "mlp-large.onnx", LARGE_MLP_LAYERS)),
+    }
     cases = (
         [replace(c, iterations=max(10, c.iterations // 10), warmup=max(2, c.warmup // 10)) for c in CASES]
         if args.quick
@@ -229,8 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         for case in cases:
             print(f"warm: {case.label} ({case.iterations} iterations)...", file=sys.stderr, flush=True)
             warm.append(run_warm(deployment, case))
-        print(f"cold: iris and mlp, {runs} runs each of handler and floor...", file=sys.stderr, flush=True)
-        cold = run_cold(deployment, ["iris", "mlp"], runs)
+        print(f"cold: iris, mlp, mlp-large, {runs} runs each of handler and floor...", file=sys.stderr, flush=True)
+        cold = run_cold(deployment, ["iris", "mlp", "mlp-large"], runs)
     shutil.rmtree(WORK / "cache", ignore_errors=True)
 
     results = report.assemble(machine(), warm, cold, quick=args.quick)

@@ -79,7 +79,7 @@ def handler(event_path: str) -> dict[str, Any]:
                 phases["fetch"] -= phases["verify"]
                 fetch.update(bytes=report.size, gets=report.gets, seconds=report.seconds)
 
-    service.ModelStore.fetch = fetch_and_report  # type: ignore[method-assign]
+    service.ModelStore.fetch = fetch_and_report  # type: ignore[method-assign,assignment]
     marks["imports"] = _clock()
     from functions.inference.handler import lambda_handler
 

@@ -1,4 +1,4 @@
-"""Benchmark figures against the targets of issue 2: assembled into results.json and printed as tables."""
+"""Benchmark figures against the targets of issue 14: assembled into results.json and printed as tables."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ from rich.console import Console
 from rich.table import Table
 
 # Targets: what the handler may add on top of onnxruntime itself.
-ONE_ROW_OVERHEAD_US = 150.0  # handler p50 - raw p50, one-row requests
-BATCH_RATIO = 10.0  # handler p50 / raw p50, the 256-row JSON request (a naive stdlib-json handler: ~50x)
-COLD_RATIO = 1.3  # fresh process to first answer / the floor (import onnxruntime, session from a file, run once)
+ONE_ROW_OVERHEAD_US = 100.0  # handler p50 - raw p50, one-row requests
+BATCH_RATIO = 7.0  # handler p50 / raw p50, the 256-row JSON request (a naive stdlib-json handler: ~35x)
+BINARY_RATIO = 1.5  # handler p50 / raw p50, the same 256 rows with the binary tensor data extension
+COLD_RATIO = 2.0  # fresh process to first answer / the floor (import onnxruntime, session from a file, run once)
+COLD_TARGETS = ("iris", "mlp")  # the 46 MB model's cold start is reported (with its fetch), not held to the ratio
 
 # Cold-start phases in the order a process goes through them, with their table headings.
 PHASES = {
     "interpreter": "python start",
-    "imports": "imports",
-    "tracer": "Tracer()",
+    "imports": "imports (numpy, ort)",
+    "env": "env check",
     "s3_client": "S3 client",
-    "fetch_verify": "fetch+sha256",
+    "fetch": "fetch",
+    "verify": "sha256",
     "session": "session",
-    "handler_init": "other init",
+    "handler_init": "Powertools + init",
     "answer": "1st answer",
 }
 
@@ -52,6 +55,9 @@ def _warm_figures(result: dict[str, Any]) -> dict[str, Any]:
     else:
         figures["target"] = {"figure": "handler_ratio", "at_most": BATCH_RATIO}
         figures["met"] = figures["handler_ratio"] <= BATCH_RATIO
+        if "binary_ratio" in figures:
+            figures["binary_target"] = {"figure": "binary_ratio", "at_most": BINARY_RATIO}
+            figures["binary_met"] = figures["binary_ratio"] <= BINARY_RATIO
     return figures
 
 
@@ -61,11 +67,12 @@ def assemble(
     cold_figures = {}
     for model, kinds in cold.items():
         ratio = kinds["handler"]["median_ms"] / kinds["floor"]["median_ms"]
+        targeted = model in COLD_TARGETS
         cold_figures[model] = {
             **kinds,
             "ratio": round(ratio, 2),
-            "target": {"figure": "ratio", "at_most": COLD_RATIO},
-            "met": ratio <= COLD_RATIO,
+            "target": {"figure": "ratio", "at_most": COLD_RATIO} if targeted else None,
+            "met": ratio <= COLD_RATIO if targeted else None,
         }
     return {
         "machine": machine,
@@ -73,6 +80,7 @@ def assemble(
         "targets": {
             "one_row_overhead_us": ONE_ROW_OVERHEAD_US,
             "batch_256_ratio": BATCH_RATIO,
+            "batch_256_binary_ratio": BINARY_RATIO,
             "cold_start_ratio": COLD_RATIO,
         },
         "warm": [_warm_figures(r) for r in warm],
@@ -80,7 +88,9 @@ def assemble(
     }
 
 
-def _verdict(met: bool) -> str:
+def _verdict(met: bool | None) -> str:
+    if met is None:
+        return "reported"
     return "[green]met[/]" if met else "[red]missed[/]"
 
 
@@ -101,7 +111,15 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
     )
 
     warm = Table(title="Warm: microseconds per request (handler = lambda_handler on an API Gateway event)")
-    columns = ("case", "raw p50/p99", "handler p50/p99", "overhead", "handler /raw", "protocol only", "naive json")
+    columns: tuple[str, ...] = (
+        "case",
+        "raw p50/p99",
+        "handler p50/p99",
+        "overhead",
+        "handler /raw",
+        "protocol only",
+        "naive json",
+    )
     columns += ("naive /raw", "binary req", "binary /raw")
     for column in (*columns, "target", ""):
         warm.add_column(column, justify="left" if column == "case" else "right", no_wrap=column != "case")
@@ -131,7 +149,7 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
             console.print(f"[yellow]{w['label']}: {variant} left out: {why}[/]")
 
     cold = Table(title="Cold: fresh process to first answer, median of runs (floor = import onnxruntime, session, run)")
-    for column in ("model", "floor", "handler", "handler/floor", "target", ""):
+    for column in ("model", "floor", "handler", "handler/floor", "artifact fetch", "target", ""):
         cold.add_column(column, justify="left" if column == "model" else "right")
     for model, c in results["cold"].items():
         cold.add_row(
@@ -139,7 +157,8 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
             f"{c['floor']['median_ms']:.0f} ms",
             f"{c['handler']['median_ms']:.0f} ms",
             f"{c['ratio']:.2f}x",
-            f"<= {c['target']['at_most']}x",
+            _fetch(c["handler"].get("fetch")),
+            f"<= {c['target']['at_most']}x" if c["target"] else "-",
             _verdict(c["met"]),
         )
     console.print(cold)
@@ -158,6 +177,14 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
             got = c[kind]["phases_median_ms"]
             phases.add_row(f"{model} / {kind}", *(f"{got[n]:.0f}" if n in got else "" for n in names))
     console.print(phases)
+
+
+def _fetch(fetch: dict[str, Any] | None) -> str:
+    if not fetch:
+        return "-"
+    size = fetch["bytes"] / 1e6
+    timing = f"{fetch['median_ms']:,.0f} ms, {fetch['median_mb_per_s']:,.0f} MB/s"
+    return f"{size:,.1f} MB in {fetch['gets']} GET(s): {timing}"
 
 
 def _miss(measured: float, limit: float, unit: str) -> str:
@@ -191,12 +218,31 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {w['label']}: handler p50 / raw p50 (JSON) | {w['handler_ratio']:.1f}x ({handler / 1000:,.1f} vs "
                 f"{raw / 1000:,.1f} ms) | <= {limit:.0f}x | {_miss(handler / 1000, raw * limit / 1000, 'ms')} |"
             )
+            if "binary_target" in w:
+                limit, binary = w["binary_target"]["at_most"], w["binary"]["p50_us"]
+                lines.append(
+                    f"| {w['label']}: handler p50 / raw p50 (binary tensor extension) | {w['binary_ratio']:.2f}x "
+                    f"({binary / 1000:,.1f} vs {raw / 1000:,.1f} ms) | <= {limit}x | "
+                    f"{_miss(binary / 1000, raw * limit / 1000, 'ms')} |"
+                )
     for model, c in results["cold"].items():
-        limit, handler, floor = c["target"]["at_most"], c["handler"]["median_ms"], c["floor"]["median_ms"]
-        lines.append(
-            f"| cold start, {model}: handler / floor | {c['ratio']:.2f}x ({handler:,.0f} vs {floor:,.0f} ms) "
-            f"| <= {limit}x | {_miss(handler, floor * limit, 'ms')} |"
-        )
+        handler, floor = c["handler"]["median_ms"], c["floor"]["median_ms"]
+        measured = f"{c['ratio']:.2f}x ({handler:,.0f} vs {floor:,.0f} ms)"
+        if c["target"] is None:
+            lines.append(f"| cold start, {model}: handler / floor | {measured} | reported | |")
+            continue
+        limit = c["target"]["at_most"]
+        verdict = _miss(handler, floor * limit, "ms")
+        lines.append(f"| cold start, {model}: handler / floor | {measured} | <= {limit}x | {verdict} |")
+    fetched = {model: c["handler"]["fetch"] for model, c in results["cold"].items() if c["handler"].get("fetch")}
+    if fetched:
+        lines += ["", "Artifact fetch in the handler's cold start (embedded S3 on loopback, median):", ""]
+        lines += ["| model | artifact | GETs | fetch + sha256 | throughput |", "|---|---|---|---|---|"]
+        for model, f in fetched.items():
+            lines.append(
+                f"| {model} | {f['bytes'] / 1e6:,.1f} MB | {f['gets']} | {f['median_ms']:,.0f} ms | "
+                f"{f['median_mb_per_s']:,.0f} MB/s |"
+            )
     lines += ["", "For reference, p50 in the same run:", "", "| case | raw | handler | protocol only | naive json |"]
     lines[-1] += " binary req |" if any("binary" in w for w in results["warm"]) else ""
     lines.append("|---" * (lines[-1].count("|") - 1) + "|")

@@ -68,6 +68,21 @@ def check_content_type(content_type: str | None, binary: bool = False) -> None:
     )
 
 
+try:
+    # API Gateway hands binary bodies (the binary tensor extension) to Lambda base64-encoded: CPython's decoder
+    # runs at ~200 MB/s, 3-6 ms for one 256x784 FP32 batch, more than the model; pybase64's SIMD one takes 0.1 ms.
+    # It refuses what strict a2b_base64 refuses (characters outside the alphabet, bad padding), with binascii.Error.
+    from pybase64 import b64decode as _pybase64_decode
+
+    def _b64decode(body: str | bytes) -> bytes:
+        return _pybase64_decode(body, validate=True)
+
+except ImportError:  # a local environment without it: same answers, slower
+
+    def _b64decode(body: str | bytes) -> bytes:
+        return binascii.a2b_base64(body, strict_mode=True)
+
+
 def parse_body(body: str | bytes | None, is_base64: bool = False, header_length: str | None = None) -> Payload:
     """The request's JSON document, split from its binary tensor data when ``header_length`` is given."""
     if body is None or body == "" or body == b"":
@@ -75,7 +90,7 @@ def parse_body(body: str | bytes | None, is_base64: bool = False, header_length:
     raw: str | bytes = body
     if is_base64:
         try:
-            raw = binascii.a2b_base64(body, strict_mode=True)
+            raw = _b64decode(body)
         except (binascii.Error, ValueError) as exc:
             raise BadRequest("request body is flagged base64 but is not valid base64") from exc
     binary: memoryview | None = None

@@ -54,7 +54,7 @@ class RecordingS3:
         if order in (2, 3):
             self.together.wait()
         response = self.s3.get_object(**kwargs)
-        if kwargs.get("Range") == self.corrupt:
+        if self.corrupt is not None and kwargs.get("Range") == self.corrupt:
             data = bytearray(response["Body"].read())
             data[len(data) // 2] ^= 0x01
             response["Body"] = Body(bytes(data))
