@@ -234,8 +234,8 @@ def test_x86_64_layer_serves_the_iris_model_through_the_handler_on_python312(
 @pytest.mark.parametrize(
     ("package", "modules"),
     [
-        # The hooks' entry modules, and the gate the pre-traffic hook runs (which it may import only when it runs).
-        ("acceptance", ["acceptance.pretraffic", "acceptance.posttraffic", "acceptance.gate"]),
+        # The hooks' entry modules, and the gate and replay the pre-traffic hook runs (imported only when it runs).
+        ("acceptance", ["acceptance.pretraffic", "acceptance.posttraffic", "acceptance.gate", "acceptance.replay"]),
         ("monitor", ["monitor.handler"]),
     ],
 )
