@@ -300,7 +300,15 @@ def test_pre_traffic_hook_gates_the_new_version_with_the_bundle_acceptance_set(
     function_arn = {"Fn::GetAtt": [function_id, "Arn"]}
     assert granted["lambda:InvokeFunction"] == _join(function_arn, ":*")  # new version and the one live serves
     assert granted["lambda:GetAlias"] == _join(function_arn, ":live")
-    assert granted["s3:GetObject"] == _join("arn:", {"Ref": "AWS::Partition"}, ":s3:::", ref(bucket), key)
+    # Objects it reads: the acceptance set, and (the replay) its own model's captured requests; nothing else.
+    objects = []
+    for statement in policy_statements(template, role_of(hook)):
+        if "s3:GetObject" in actions(statement):
+            resource = statement["Resource"]
+            objects += resource if isinstance(resource, list) else [resource]
+    assert _join("arn:", {"Ref": "AWS::Partition"}, ":s3:::", ref(bucket), key) in objects
+    others = [o for o in objects if o != _join("arn:", {"Ref": "AWS::Partition"}, ":s3:::", ref(bucket), key)]
+    assert [o["Fn::Join"][1][-1] for o in others] == ["/capture/model=iris/*"], others
 
 
 def test_acceptance_set_is_uploaded_next_to_the_model(environment: tuple[str, dict[str, Any]]) -> None:
