@@ -137,7 +137,7 @@ def test_a_build_with_a_shared_object_lambda_cannot_load_fails_naming_it(
     with zipfile.ZipFile(layer.zip_path) as archive:
         numpy_core = archive.read(NUMPY_CORE)
 
-    def install(_architecture: str, _requirements: Path, target: Path) -> None:
+    def install(_architecture: str, _requirements: Path, target: Path, *_log: object) -> None:
         path = target / NUMPY_CORE.removeprefix("python/")
         path.parent.mkdir(parents=True)
         path.write_bytes(corrupt(numpy_core))
