@@ -57,33 +57,21 @@ def _timed(owner: Any, attribute: str, phases: dict[str, float], phase: str) -> 
 
 def handler(event_path: str) -> dict[str, Any]:
     marks = {"start": _clock()}
-    phases: dict[str, float] = {}
-    fetch: dict[str, Any] = {}
-    # Only the service module's light part is loaded before the handler's import; the wrappers time the cold
-    # start's steps inside that import, and the parent subtracts them from it ("imports" is what remains).
-    from functions.inference import service
-
-    _timed(service.Settings, "from_environment", phases, "env")
-    _timed(service, "_s3_client", phases, "s3_client")  # the SigV4 client, or boto3's import and client
-    _timed(service.ModelStore, "fetch", phases, "fetch")
-    _timed(service.OnnxModel, "load", phases, "session")
-    fetch_with_timing = service.ModelStore.fetch
-
-    def fetch_and_report(self: Any, *args: Any) -> Any:
-        try:
-            return fetch_with_timing(self, *args)
-        finally:
-            if self.last_fetch is not None:  # split the store's own hashing time out of the download
-                report = self.last_fetch
-                phases["verify"] = report.digest_seconds * 1000
-                phases["fetch"] -= phases["verify"]
-                fetch.update(bytes=report.size, gets=report.gets, seconds=report.seconds)
-
-    service.ModelStore.fetch = fetch_and_report  # type: ignore[method-assign,assignment]
-    marks["imports"] = _clock()
-    from functions.inference.handler import lambda_handler
+    from functions.inference.handler import lambda_handler, service
 
     marks["handler_init"] = _clock()
+    # The service's own account of its cold start (env check, S3 client, the part of the fetch the imports did
+    # not overlap, session), which the parent subtracts from the import; what remains is imports and Powertools.
+    phases = dict(service.init_phases_ms)
+    fetch: dict[str, Any] = {}
+    report = service.fetch_report
+    if report is not None:
+        fetch = {
+            "bytes": report.size,
+            "gets": report.gets,
+            "seconds": report.seconds,
+            "sha256_ms": report.digest_seconds * 1000,
+        }
     event = json.loads(Path(event_path).read_text())
     response = lambda_handler(event, _Context())
     marks["answer"] = _clock()

@@ -24,6 +24,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .prefetch import start as _start_prefetch  # stdlib, store and s3get only: nothing heavy yet
+
+# First of all, while the imports below take their few hundred milliseconds of CPU, the model is downloading.
+_prefetch = _start_prefetch(os.environ)
+
 
 def _without_other_resolvers(package: str) -> None:
     """Let ``package``'s submodules import without running its ``__init__`` until an attribute of it is asked for.
@@ -141,7 +146,7 @@ def _on_load_attempt(attempt: LoadAttempt) -> None:
         logger.error("model not served", extra={**where, "cause": attempt.failure, "retry_in_s": attempt.retry_in_s})
 
 
-service = InferenceService.from_environment(os.environ, on_attempt=_on_load_attempt)
+service = InferenceService.from_environment(os.environ, on_attempt=_on_load_attempt, prefetch=_prefetch)
 metrics.set_default_dimensions(**{Dimension.MODEL_NAME: service.name, Dimension.MODEL_VERSION: service.version})
 _cold_start = True
 

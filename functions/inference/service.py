@@ -31,8 +31,18 @@ from .capture import DataCapture
 from .catalog import Env, EnvVar
 from .errors import ApiError, ModelUnavailable, NonFiniteOutput, NotFound, UnsupportedMediaType
 from .model import ModelLoadError, OnnxModel
+from .prefetch import Prefetch
 from .s3get import environment_client
-from .store import ArtifactError, ArtifactUnreachable, ModelStore, S3Client, is_sha256, parse_s3_uri
+from .store import (
+    DEFAULT_CACHE_DIR,
+    ArtifactError,
+    ArtifactUnreachable,
+    FetchReport,
+    ModelStore,
+    S3Client,
+    is_sha256,
+    parse_s3_uri,
+)
 
 SERVER_NAME = "modelrail"
 SERVER_VERSION = "0.1.0"
@@ -52,7 +62,7 @@ class Settings:
     model_sha256: str
     model_version: str = "$LATEST"
     max_batch_rows: int = 1024
-    cache_dir: Path = Path("/tmp/modelrail-models")
+    cache_dir: Path = DEFAULT_CACHE_DIR
     intra_op_threads: int | None = None
     capture_stream: str | None = None
     capture_sample_rate: float = 0.05
@@ -80,7 +90,7 @@ class Settings:
             "model_sha256": read(Env.MODEL_SHA256, _sha256),
             "model_version": read(Env.FUNCTION_VERSION, str, "$LATEST"),
             "max_batch_rows": read(Env.MAX_BATCH_ROWS, _at_least(1), 1024),
-            "cache_dir": read(Env.MODEL_CACHE_DIR, Path, Path("/tmp/modelrail-models")),
+            "cache_dir": read(Env.MODEL_CACHE_DIR, Path, DEFAULT_CACHE_DIR),
             "intra_op_threads": read(Env.ORT_INTRA_OP_THREADS, _at_least(1), None),
             "capture_stream": read(Env.CAPTURE_STREAM, _not_empty, None),
             "capture_sample_rate": read(Env.CAPTURE_SAMPLE_RATE, _fraction, 0.05),
@@ -184,12 +194,19 @@ class _Loader:
     """Loads the model that validated settings name; keeps the retry schedule after a transient failure."""
 
     def __init__(
-        self, settings: Settings, s3_factory: Callable[[], S3Client], backoff: Backoff, clock: Callable[[], float]
+        self,
+        settings: Settings,
+        s3_factory: Callable[[], S3Client],
+        backoff: Backoff,
+        clock: Callable[[], float],
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.settings = settings
         self.s3_factory = s3_factory
         self.backoff = backoff
         self.clock = clock
+        self.prefetch = prefetch
+        self.phases_ms: dict[str, float] = {}  # the last attempt's steps: what the cold start spent where
         self.store: ModelStore | None = None
         self.failures = 0
         self.next_at = 0.0
@@ -197,13 +214,28 @@ class _Loader:
 
     def load(self) -> tuple[OnnxModel, DataCapture | None]:
         settings = self.settings
-        if self.store is None:
+        phases = self.phases_ms = {}
+        prefetch, self.prefetch = self.prefetch, None  # used by the first attempt only
+        clock = time.perf_counter
+        started = clock()
+        if prefetch is not None and prefetch.matches(settings.model_uri, settings.model_sha256, settings.cache_dir):
+            self.store = prefetch.store
             try:
-                client = self.s3_factory()
-            except Exception as exc:  # botocore's NoRegionError, a broken credentials chain...
-                raise ArtifactUnreachable(f"cannot create an S3 client: {type(exc).__name__}: {exc}") from exc
-            self.store = ModelStore(settings.cache_dir, client)
-        path = self.store.fetch(settings.model_uri, settings.model_sha256)
+                path = prefetch.result()  # raises what the store's fetch raised, classified below as always
+            finally:
+                phases["fetch"] = prefetch.waited_s * 1000  # only what the imports did not overlap
+        else:
+            if self.store is None:
+                try:
+                    client = self.s3_factory()
+                except Exception as exc:  # botocore's NoRegionError, a broken credentials chain...
+                    raise ArtifactUnreachable(f"cannot create an S3 client: {type(exc).__name__}: {exc}") from exc
+                self.store = ModelStore(settings.cache_dir, client)
+                phases["s3_client"] = (clock() - started) * 1000
+                started = clock()
+            path = self.store.fetch(settings.model_uri, settings.model_sha256)
+            phases["fetch"] = (clock() - started) * 1000
+        started = clock()
         model = OnnxModel(
             settings.model_name,
             settings.model_version,
@@ -211,6 +243,7 @@ class _Loader:
             max_batch_rows=settings.max_batch_rows,
             intra_op_threads=settings.intra_op_threads,
         ).load()
+        phases["session"] = (clock() - started) * 1000
         capture = None
         if settings.capture_stream:
             capture = DataCapture(
@@ -243,6 +276,8 @@ class InferenceService:
         self.capture = capture
         self.on_attempt = on_attempt
         self._loader: _Loader | None = None  # set only while a transient failure waits to be retried
+        self.init_phases_ms: dict[str, float] = {}  # the cold start's own steps (env, fetch, session), in ms
+        self.fetch_report: FetchReport | None = None  # the cold start's download: size, GETs, time, hashing
         self._environment_id: str | None = None
 
     @classmethod
@@ -254,9 +289,13 @@ class InferenceService:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_attempt: Callable[[LoadAttempt], None] | None = None,
+        prefetch: Prefetch | None = None,
     ) -> InferenceService:
+        """``prefetch``: the artifact download the handler started before its heavy imports (prefetch.py); used
+        unless ``s3_factory`` says which client to fetch with."""
         name = environ.get(Env.MODEL_NAME.name, "unknown")
         version = environ.get(Env.FUNCTION_VERSION.name, "$LATEST")
+        started = time.perf_counter()
         try:
             settings = Settings.from_environment(environ)
         except ValueError as exc:
@@ -264,8 +303,14 @@ class InferenceService:
             service._report(1, str(exc), None)
             return service
         service = cls(settings.model_name, settings.model_version, sha256=settings.model_sha256, on_attempt=on_attempt)
-        service._loader = _Loader(settings, s3_factory or _s3_client, backoff or Backoff(), clock)
+        env_ms = (time.perf_counter() - started) * 1000
+        loader = _Loader(
+            settings, s3_factory or _s3_client, backoff or Backoff(), clock, prefetch if s3_factory is None else None
+        )
+        service._loader = loader
         service._load()
+        service.init_phases_ms = {"env": env_ms, **loader.phases_ms}
+        service.fetch_report = loader.store.last_fetch if loader.store is not None else None
         return service
 
     def _load(self) -> None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK_BYTES = 1 << 20
+DEFAULT_CACHE_DIR = Path("/tmp/modelrail-models")  # Lambda's /tmp (MODEL_CACHE_DIR overrides it)
 # Above PART_BYTES an artifact is fetched as concurrent ranged GETs: one connection's throughput from S3 is
 # tens of MB/s, so a 200 MB model takes seconds in one GET; S3's guidance is ranges of 8-16 MB in parallel
 # (Performance design patterns for Amazon S3, "Use Byte-Range Fetches").
