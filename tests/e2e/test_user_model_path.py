@@ -106,12 +106,20 @@ def test_a_users_model_from_init_to_a_rehearsed_second_version(tmp_path: Path) -
         "init", str(candidate), "--name", "cancer", "--model", str(v2), "--data", str(data), "--labels", LABEL
     )
     assert again.returncode == 0, again.stderr
+    rehearsal_capture = tmp_path / "rehearsal-capture"
     rehearsed = modelrail(
-        "rehearse", "--baseline", str(bundle), "--candidate", str(candidate), "--time-scale", "120", timeout=600
-    )
+        "rehearse", "--baseline", str(bundle), "--candidate", str(candidate), "--time-scale", "120",
+        "--capture", str(rehearsal_capture), timeout=600,
+    )  # fmt: skip
     assert rehearsed.returncode == 0, rehearsed.stdout[-3000:] + rehearsed.stderr
     assert "cancer -> cancer-v2: promoted (as expected)" in rehearsed.stdout
     assert f'next: deploy it: in cdk.json point the model\'s entry {{"bundle": "{bundle}"}}' in rehearsed.stdout
+    # the rehearsal's own capture stream in the deployed layout: production's 5% sample of about 300 requests to
+    # version 1 (version 2's few dozen may leave no record at 5%)
+    versions = {o.relative_to(rehearsal_capture).parts[2] for o in rehearsal_capture.rglob("*.gz")}
+    assert "version=1" in versions
+    assert versions <= {"version=1", "version=2"}
+    assert f"next: python -m modelrail drift --baseline {bundle} --capture {rehearsal_capture}" in rehearsed.stdout
     status = [line for line in rehearsed.stdout.splitlines() if line.startswith("  [t=")]
     assert status
     assert max(len(line) for line in status) < 160, max(status, key=len)
