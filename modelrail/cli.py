@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_arguments(load)
     load.set_defaults(run=cmd_load)
 
-    tour = commands.add_parser("tour", help="serve the sample model, send it real requests, print the answers")
-    tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE))
+    tour = commands.add_parser("tour", help="serve a bundle, send it real requests, print the answers")
+    tour.add_argument("--bundle", default=str(SAMPLE_BUNDLE), help="any bundle (default: the sample, models/iris)")
     tour.set_defaults(run=cmd_tour)
 
     # Operating a deployed stack: boto3's standard credential chain and region, or --profile/--region.
