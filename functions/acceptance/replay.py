@@ -17,12 +17,16 @@ The API (the pre-traffic hook, ``modelrail validate --replay`` and the rehearsal
   (or, with ``when_unavailable: "fail"``, failed) criterion carrying the reason. ``ReplayResult.criteria`` are rows
   of the gate's verdict table; its other fields are the figures.
 
+In the gate: ``gate.evaluate(..., replay_records=records_or_Unavailable)`` appends ``replay(...).criteria`` (None
+leaves the replay out; a declared ``breaking_change`` turns records into an Unavailable).
+
 A record is what data capture writes: ``{"model", "version", "time", "inputs": [tensor], "outputs": [tensor],
 "excluded": [names]}`` with Open Inference Protocol tensors. Comparison: categorical outputs (integer, BOOL and BYTES
 tensors, and ZipMap rows by their argmax key) agree per row; float outputs, and ZipMap rows' probabilities key by
-key, match per value within ``numeric_tolerance`` (absolute or relative); the predictions' PSI (functions/monitor/stats.py, shipped here as
-stats.py) is taken per output column. A request answered 5xx, or refused for NaN/Inf outputs, counts as a failure
-and its rows as disagreeing; so does a captured request the new version refuses (4xx): the live version took it.
+key, match per value within ``numeric_tolerance`` (absolute or relative); the predictions' PSI
+(functions/monitor/stats.py, shipped here as stats.py) is taken per output column, the worst reported. A request
+answered 5xx, or refused for NaN/Inf outputs, counts as a failure and its rows as disagreeing; so does a captured
+request the new version refuses (4xx): the live version took it.
 """
 
 from __future__ import annotations

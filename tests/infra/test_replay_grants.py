@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.aws_semantics import allows, resolve
+from tests.infra.aws_semantics import allows
 from tests.infra.template_queries import policy_statements, pre_traffic_hook, resources, role_of
 
 pytestmark = pytest.mark.infra
