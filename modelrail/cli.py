@@ -293,7 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     drift = commands.add_parser("drift", help="compare captured traffic with a bundle's baseline: PSI per feature")
     drift.add_argument("--baseline", required=True, metavar="BUNDLE", help="the bundle holding baseline.json")
-    drift.add_argument("--capture", required=True, metavar="PATH", help="a capture file, or a folder of .gz/.jsonl")
+    drift.add_argument(
+        "--capture",
+        required=True,
+        metavar="PATH",
+        help="capture records (a .gz/.jsonl file or a folder of them), or data read as baseline reads it: CSV, "
+        "Parquet, JSONL of inference requests",
+    )
     drift.add_argument("--version", help="only the records of this model version")
     drift.add_argument("--png", metavar="FILE", help="plot the worst features against the baseline into this PNG")
     drift.set_defaults(run=cmd_drift)
