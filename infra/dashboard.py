@@ -91,9 +91,10 @@ class ModelDashboard(Construct):
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
             ),
             cloudwatch.GraphWidget(
-                title="Canary analysis: new version's predictions vs the old one's (PSI)",
-                left=[_by_version(m, catalog.PREDICTION_DIVERGENCE, "Maximum", "")],
+                title="Canary analysis: new vs old version, prediction mix (PSI) and paired disagreement (%)",
+                left=[_by_version(m, catalog.PREDICTION_DIVERGENCE, "Maximum", "prediction mix PSI")],
                 left_annotations=[cloudwatch.HorizontalAnnotation(value=0.25, label="significant")],
+                right=[_by_version(m, catalog.CANARY_DISAGREEMENT, "Maximum", "% answered otherwise")],
             ),
             cloudwatch.GraphWidget(
                 title="Data capture by version",

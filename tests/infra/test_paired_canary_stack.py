@@ -3,6 +3,7 @@ only notifies, and the monitor may read the alias and invoke the model's version
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -51,6 +52,9 @@ def test_the_deployment_group_rolls_back_on_canary_disagreement_and_not_on_the_p
     topic_id, _ = only(template, "AWS::SNS::Topic")
     assert divergence["AlarmActions"] == [{"Ref": topic_id}]
     assert "AlarmActions" not in disagreement  # CodeDeploy acts on it
+    # Operators see it by version beside the prediction mix.
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    assert "CanaryDisagreement" in json.dumps(dashboard["Properties"]["DashboardBody"])
 
 
 def test_the_monitor_may_read_the_alias_and_invoke_the_model_s_versions_only(
