@@ -393,6 +393,9 @@ def test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_records(cl
     # Published only once the canary's captured rows reached MIN_CANARY_ROWS, and far above the threshold.
     assert all(run.rows.get("2", 0) >= monitoring.min_canary_rows for run in published)
     assert min(points) > divergence.threshold
+    # And the prediction-divergence alarm reads them: ALARM once the first published run's period has ended.
+    evaluator = AlarmEvaluator(divergence, store, "iris", FUNCTION, "2")
+    assert evaluator.evaluate(published[0].time + divergence.period_seconds) == "ALARM", evaluator.last_values
     # The captured records are in the deployed layout, stamped in rehearsed time (the monitor's window).
     s3 = cloud.aws.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stream.bucket)["Contents"]]

@@ -13,6 +13,7 @@ import pytest
 
 from functions.acceptance.events import rest_proxy_event
 from modelrail.local.environment import LocalCloud
+from modelrail.rehearsal.alarms import AlarmEvaluator
 from modelrail.rehearsal.alias import WeightedAlias
 from modelrail.rehearsal.canary import CanaryAnalysis
 from modelrail.rehearsal.clock import RehearsalClock
@@ -105,6 +106,10 @@ def test_the_monitor_compares_the_canary_with_the_old_version_on_its_own_capture
     # The datapoint reached the rehearsal's metrics for the alarm, on the candidate's own version.
     dims = {"ModelName": "iris", "ModelVersion": "2"}
     assert store.values("modelrail", "CanaryDisagreement", dims, 0, float("inf"))
+    # And the alarm reads it: the canary-disagreement alarm went to ALARM when the datapoint's period ended.
+    evaluator = AlarmEvaluator(disagreement, store, "iris", FUNCTION, "2")
+    evaluator.evaluate(clock.now() + disagreement.period_seconds)
+    assert evaluator.fired_at() is not None, evaluator.history
 
 
 def test_a_label_swapping_candidate_is_blocked_by_replay_before_any_user_request(tmp_path: Path) -> None:

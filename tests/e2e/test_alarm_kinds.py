@@ -1,0 +1,214 @@
+"""Each kind of rollout alarm rolls a rehearsed canary back because the candidate really fails on part of the traffic:
+its worker answers, prints its EMF lines, the alias turns them into the rehearsal's metrics in rehearsed time, the
+alarm reads them, and the controller rolls back. No datapoint is injected.
+
+Each candidate passes its acceptance gate (its failure needs inputs the acceptance set does not have), as the
+sample's nan-tail does. Time runs 120 times faster and the alarms use 10-second periods, 1 of 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from functions.acceptance.events import rest_proxy_event
+from modelrail.local.environment import LocalCloud
+from modelrail.local.worker import LambdaWorker
+from modelrail.rehearsal.alarms import AlarmEvaluator
+from modelrail.rehearsal.alias import WeightedAlias
+from modelrail.rehearsal.clock import RehearsalClock
+from modelrail.rehearsal.controller import DeploymentController
+from modelrail.rehearsal.metrics import MetricStore
+from spec import catalog
+from spec.alarms import AlarmThresholds
+from spec.bundle import ModelBundle
+from spec.rollout import RolloutPolicy
+from tests import builders
+
+pytestmark = pytest.mark.e2e
+FUNCTION = "modelrail-test-root"
+P99_BUDGET_MS = 50.0
+
+
+def root_with_three_defects(path: Path) -> Path:
+    """sqrt(x) for whole x, looked up in a table of 0..199 (a rewrite of the old version's model), with three defects
+    the acceptance set does not reach: 0 maps to NaN (NonFiniteOutputs); x past 199 is out of the table, an
+    onnxruntime run error (ModelErrors); and a second input past 100 runs 20 rounds of a 64x512 by 512x512 product per
+    unit past 100, up to 400 (a data-dependent loop onnxruntime cannot fold away: hundreds of ms, RequestLatency)."""
+    table = np.sqrt(np.arange(200, dtype=np.float32))
+    table[0] = np.nan
+    state = helper.make_tensor_value_info("state", TensorProto.FLOAT, [64, 512])
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["condition"], ["condition_out"]),
+            helper.make_node("MatMul", ["state", "weights"], ["product"]),
+            helper.make_node("Mul", ["product", "half"], ["state_out"]),  # stays finite, and keeps the work
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("condition", TensorProto.BOOL, []),
+            state,
+        ],
+        [
+            helper.make_tensor_value_info("condition_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [64, 512]),
+        ],
+    )
+    rng = np.random.default_rng(0)
+    initializers = [
+        numpy_helper.from_array(table, "table"),
+        numpy_helper.from_array(rng.random((512, 512), dtype=np.float32) / 512, "weights"),
+        numpy_helper.from_array(np.ones((64, 512), dtype=np.float32), "start"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "second"),
+        numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
+        numpy_helper.from_array(np.array(100.0, dtype=np.float32), "hundred"),
+        numpy_helper.from_array(np.array(20.0, dtype=np.float32), "twenty"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array(True), "true"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["x", "second"], ["column"], axis=1),
+        helper.make_node("ReduceMax", ["column"], ["largest"], keepdims=0),
+        helper.make_node("Sub", ["largest", "hundred"], ["past"]),
+        helper.make_node("Clip", ["past", "zero", "twenty"], ["excess"]),
+        helper.make_node("Mul", ["excess", "twenty"], ["rounds_float"]),
+        helper.make_node("Cast", ["rounds_float"], ["rounds"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["rounds", "true", "start"], ["final"], body=body),
+        helper.make_node("ReduceSum", ["final"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Cast", ["x"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "index"], ["root"], axis=0),
+        helper.make_node("Add", ["root", "nothing"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])
+    graph = helper.make_graph(nodes, "root_with_three_defects", [x], [y], initializer=initializers)
+    return builders.save(helper.make_model(graph, opset_imports=builders.OPSET), path)
+
+
+def bundle(folder: Path, build: Callable[[Path], Path]) -> ModelBundle:
+    folder.mkdir(parents=True)
+    build(folder / "model.onnx")
+    cases = [
+        {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": data}], "expected": {"y": expected}}
+        for data, expected in (([4.0, 16.0], [2.0, 4.0]), ([9.0, 1.0], [3.0, 1.0]))
+    ]
+    (folder / "acceptance.jsonl").write_text("".join(json.dumps(case) + "\n" for case in cases))
+    (folder / "modelrail.json").write_text(json.dumps({"name": "root", "acceptance": {"probe_requests": 5}}))
+    return ModelBundle.load(folder)
+
+
+# alarm -> (a request the candidate fails on and the old version answers, the metric that shows it)
+KINDS: dict[str, tuple[list[float], catalog.Metric]] = {
+    "model-error-rate": ([250.0, 4.0], catalog.MODEL_ERRORS),
+    "non-finite-rate": ([0.0, 4.0], catalog.NON_FINITE_OUTPUTS),
+    "latency-p99": ([4.0, 116.0], catalog.REQUEST_LATENCY),
+}
+# Alarms on the monitor's metrics: a real candidate's captured answers, the real monitor on its schedule, its
+# datapoint in the rehearsal's metrics, the alarm in ALARM; each in its own end-to-end test.
+MONITOR_DRIVEN = {
+    "canary-disagreement": "test_rehearsal_layers.py::test_the_monitor_compares_the_canary_with_the_old_version_on_"
+    "its_own_captured_requests (a label-swapping candidate)",
+    "prediction-divergence": "test_rehearsal.py::test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_"
+    "records (the skewed candidate)",
+}
+# Rollout alarms no candidate bundle can drive here, and why; their metric's path to the alarm is tested apart.
+NOT_DRIVEN_BY_A_BUNDLE = {
+    # The inference function answers every failure itself (500/503); Lambda counts Errors only for a crash, a
+    # timeout or running out of memory, none of which the local worker imposes on a model. A worker process that
+    # dies mid-invocation reaches Errors in tests/e2e/test_gateway_robustness.py; the alarm reads them through the
+    # alias in tests/unit/test_alarm_rules.py.
+    "function-error-rate",
+    # Throttles come from Lambda's concurrency limits, which the local alias does not play.
+    "throttle-rate",
+}
+
+
+def test_every_alarm_kind_is_driven_end_to_end_or_says_why_not() -> None:
+    kinds = [set(KINDS), set(MONITOR_DRIVEN), NOT_DRIVEN_BY_A_BUNDLE]
+    assert sum(len(k) for k in kinds) == len(set.union(*kinds))  # each in one place
+    assert set.union(*kinds) == {d.name for d in AlarmThresholds().definitions()}
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LambdaWorker, LambdaWorker, ModelBundle]]:
+    """The old version (sqrt) and the candidate, one execution environment each, for every rehearsed rollout."""
+    folder = tmp_path_factory.mktemp("bundles")
+    baseline = bundle(folder / "baseline", builders.square_root)
+    candidate = bundle(folder / "candidate", root_with_three_defects)
+    with LocalCloud() as cloud:
+        deployed = {"1": cloud.deploy(baseline), "2": cloud.deploy(candidate)}
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two versions cold-start at once, as in Lambda
+            old, new = pool.map(lambda version: cloud.start_worker(deployed[version], version), ("1", "2"))
+        yield old, new, candidate
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
+    workers: tuple[LambdaWorker, LambdaWorker, ModelBundle], kind: str
+) -> None:
+    failing_input, metric = KINDS[kind]
+    old, new, candidate = workers
+    clock = RehearsalClock(120)
+    store = MetricStore()
+    alias = WeightedAlias(FUNCTION, clock, store)
+    for worker in (old, new):
+        alias.add_version(worker)
+    alias.point_to("1")
+    thresholds = AlarmThresholds(
+        period_seconds=10, evaluation_periods=1, datapoints_to_alarm=1, p99_latency_ms=P99_BUDGET_MS
+    )
+    alarms = [AlarmEvaluator(d, store, "root", FUNCTION, "2") for d in thresholds.definitions() if d.stops_rollout]
+    decisions: list[str] = []
+    stop = threading.Event()
+    controller = DeploymentController(
+        model="root",
+        alias=alias,
+        baseline=old,
+        candidate=new,
+        cases=candidate.acceptance_cases(),
+        criteria=candidate.settings.acceptance,
+        policy=RolloutPolicy(kind="canary", percentage=25, interval_minutes=10),
+        alarms=alarms,
+        clock=clock,
+        decide=lambda _, message: decisions.append(message),
+        stop=stop,
+    )
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": failing_input}]})
+    request = rest_proxy_event("POST", "/v2/models/root/infer", {"content-type": "application/json"}, body.encode())
+
+    def users() -> None:  # steady user traffic through the alias, from before the deployment to its end
+        while not stop.is_set():
+            alias.invoke(request)
+
+    traffic = threading.Thread(target=users, daemon=True)
+    traffic.start()
+    try:
+        result = controller.run()
+    finally:
+        stop.set()
+        traffic.join(timeout=30)
+
+    assert result.outcome == "rolled_back", decisions
+    assert result.reason.startswith(f"alarm {kind} in ALARM"), result.reason
+    assert not any("100% version 2" in d for d in decisions)
+    assert alias.weights() == {"1": 1.0}
+    # What the alarm read is what the candidate's own EMF lines said, under its own version's dimensions.
+    dimensions = {"ModelName": "root", "ModelVersion": "2"}
+    seen = store.values(metric.namespace, metric.name, dimensions, 0, math.inf)
+    if metric is catalog.REQUEST_LATENCY:
+        assert max(seen) > P99_BUDGET_MS
+    else:
+        assert sum(seen) > 0
+    old_answers = store.values(metric.namespace, metric.name, {**dimensions, "ModelVersion": "1"}, 0, math.inf)
+    assert old_answers  # the old version answered the same requests, well
+    assert max(old_answers) < P99_BUDGET_MS if metric is catalog.REQUEST_LATENCY else not any(old_answers)
