@@ -145,3 +145,11 @@ def test_worst_time_to_alarm_the_spec_checks_each_step_against() -> None:
     assert delivery_delay_s(catalog.PREDICTION_DIVERGENCE, 5) == CAPTURE_DELIVERY_S + 300 == 390
     assert alarm("model-error-rate").seconds_to_alarm(5) == 2 * 60 + 60  # 2 of 3 one-minute periods, then delivery
     assert alarm("prediction-divergence").seconds_to_alarm(5) == 300 + 390  # one schedule's period, 1 of 1
+
+
+def test_only_the_drift_signal_never_stops_a_rollout() -> None:
+    """prediction-divergence compares prediction mixes (a label swap keeps the mix): it notifies; every other alarm,
+    canary-disagreement included, stops the rollout and rolls the version back."""
+    definitions = AlarmThresholds().definitions()
+    assert [d.name for d in definitions if not d.stops_rollout] == ["prediction-divergence"]
+    assert all(d.treat_missing_data == "notBreaching" for d in definitions)  # an idle canary is never rolled back
