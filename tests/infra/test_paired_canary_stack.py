@@ -70,6 +70,12 @@ def test_the_monitor_may_read_the_alias_and_invoke_the_model_s_versions_only(
     function = f"<{function_id}.Arn>"
     hook_id, _ = pre_traffic_hook(template)
 
+    # Its invokes are bounded per run (PAIRED_MAX_REQUESTS), and a run ends before the schedule's next one starts.
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    every = int(rule["Properties"]["ScheduleExpression"].removeprefix("rate(").split()[0]) * 60
+    assert monitor["Properties"]["Timeout"] <= every
+    assert monitor["Properties"]["Environment"]["Variables"]["PAIRED_MAX_REQUESTS"] == "100"
+
     assert allows(statements, "lambda:GetAlias", f"{function}:live")
     for version in ("1", "7", "42"):
         assert allows(statements, "lambda:InvokeFunction", f"{function}:{version}"), version
