@@ -172,7 +172,7 @@ def _cold_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "gets": fetched[0]["gets"],
             "median_ms": round(median([f["seconds"] * 1000 for f in fetched]), 1),
             "median_sha256_ms": round(median([f.get("sha256_ms", 0.0) for f in fetched]), 1),
-            "median_mb_per_s": round(median([f["bytes"] / f["seconds"] / 1e6 for f in fetched]), 1),
+            "median_mb_per_s": round(median([f["bytes"] / f["seconds"] / 1e6 for f in fetched]), 3),
         }
     return {
         **({"fetch": fetch} if fetch else {}),

@@ -178,12 +178,19 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
     console.print(phases)
 
 
+def _bytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size / 1e3:,.1f} kB"
+
+
+def _rate(mb_per_s: float) -> str:
+    return f"{mb_per_s:,.0f} MB/s" if mb_per_s >= 10 else f"{mb_per_s:,.2f} MB/s"
+
+
 def _fetch(fetch: dict[str, Any] | None) -> str:
     if not fetch:
         return "-"
-    size = fetch["bytes"] / 1e6
-    timing = f"{fetch['median_ms']:,.0f} ms, {fetch['median_mb_per_s']:,.0f} MB/s"
-    return f"{size:,.1f} MB in {fetch['gets']} GET(s): {timing}"
+    timing = f"{fetch['median_ms']:,.0f} ms, {_rate(fetch['median_mb_per_s'])}"
+    return f"{_bytes(fetch['bytes'])} in {fetch['gets']} GET(s): {timing}"
 
 
 def _miss(measured: float, limit: float, unit: str) -> str:
@@ -240,8 +247,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["|---|---|---|---|---|---|"]
         for model, f in fetched.items():
             lines.append(
-                f"| {model} | {f['bytes'] / 1e6:,.1f} MB | {f['gets']} | {f['median_ms']:,.0f} ms | "
-                f"{f.get('median_sha256_ms', 0):,.0f} ms | {f['median_mb_per_s']:,.0f} MB/s |"
+                f"| {model} | {_bytes(f['bytes'])} | {f['gets']} | {f['median_ms']:,.0f} ms | "
+                f"{f.get('median_sha256_ms', 0):,.0f} ms | {_rate(f['median_mb_per_s'])} |"
             )
     lines += ["", "For reference, p50 in the same run:", "", "| case | raw | handler | protocol only | naive json |"]
     lines[-1] += " binary req |" if any("binary" in w for w in results["warm"]) else ""
