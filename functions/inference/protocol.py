@@ -469,6 +469,10 @@ def from_binary(
                 "finite numbers only (NaN and Inf are refused unless the model's metadata_props list the input "
                 "under modelrail.non_finite_inputs)"
             )
+    if not array.flags.aligned:
+        # The tensor starts wherever the JSON header ended: onnxruntime's kernels run ~10% slower on a misaligned
+        # 256x784 FP32 input than the copy to an aligned one costs.
+        array = array.copy()
     return array
 
 
