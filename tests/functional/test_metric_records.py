@@ -3,6 +3,7 @@ these numbers, so a metric counted under the wrong name, unit or route silently 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from tests import builders
 from tests.functional.conftest import BUCKET, IRIS
-from tests.utils import Answer, emf_records
+from tests.utils import Answer, emf_records, load_event
 
 pytestmark = pytest.mark.functional
 
@@ -170,3 +171,30 @@ def test_each_outcome_prints_exactly_its_record(function_for: Callable[[str], An
         **{name: [value] for name, value in values.items()},
     }
     assert record == expected
+
+
+def test_only_the_first_invocation_counts_a_cold_start(function_for: Callable[[str], Any], capsys: Any) -> None:
+    function = function_for("iris")
+    function.call("GET", "/v2/health/live")
+    (record,) = emf_records(capsys.readouterr().out)
+    assert record["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "ColdStart", "Unit": "Count"}]
+    assert {key: value for key, value in record.items() if key != "_aws"} == {
+        "ModelName": "iris",
+        "ModelVersion": "1",
+        "ColdStart": [1.0],
+    }
+    function.call("GET", "/v2/health/live")
+    assert emf_records(capsys.readouterr().out) == []
+
+
+def test_a_failed_requests_log_line_carries_api_gateways_request_id(
+    function_for: Callable[[str], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The correlation id that joins the function's log line to API Gateway's access log for the same request."""
+    function = function_for("fails_at_run")
+    answer = function.call("POST", INFER.format(name="iris"), tensor([1.0] * 8, [2, 4], "x"))
+    assert answer.status == 500
+    (failed,) = (r for r in caplog.records if r.getMessage() == "request failed")
+    # As Lambda's log stream shows it: the function's own formatter (Powertools' JSON, with its appended keys).
+    line = json.loads(function.module.logger.registered_formatter.format(failed))
+    assert line["correlation_id"] == load_event("apigw_rest_proxy")["requestContext"]["requestId"]
