@@ -13,7 +13,7 @@ import pytest
 
 from tests import builders
 from tests.functional.conftest import BUCKET, IRIS
-from tests.utils import Answer, emf_records, load_event
+from tests.utils import Answer, Context, emf_records, load_event
 
 pytestmark = pytest.mark.functional
 
@@ -190,7 +190,7 @@ def test_only_the_first_invocation_counts_a_cold_start(function_for: Callable[[s
 def test_a_failed_requests_log_line_carries_api_gateways_request_id(
     function_for: Callable[[str], Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The correlation id that joins the function's log line to API Gateway's access log for the same request."""
+    """The ids that join the function's log line to API Gateway's access log and Lambda's REPORT line."""
     function = function_for("fails_at_run")
     answer = function.call("POST", INFER.format(name="iris"), tensor([1.0] * 8, [2, 4], "x"))
     assert answer.status == 500
@@ -198,3 +198,4 @@ def test_a_failed_requests_log_line_carries_api_gateways_request_id(
     # As Lambda's log stream shows it: the function's own formatter (Powertools' JSON, with its appended keys).
     line = json.loads(function.module.logger.registered_formatter.format(failed))
     assert line["correlation_id"] == load_event("apigw_rest_proxy")["requestContext"]["requestId"]
+    assert line["function_request_id"] == Context.aws_request_id  # and to Lambda's own REPORT line
