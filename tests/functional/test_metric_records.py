@@ -13,6 +13,7 @@ import pytest
 
 from tests import builders
 from tests.functional.conftest import BUCKET, IRIS
+from tests.functional.test_capture import STREAM, firehose  # noqa: F401 (the fixture)
 from tests.utils import Answer, Context, emf_records, load_event
 
 pytestmark = pytest.mark.functional
@@ -199,3 +200,27 @@ def test_a_failed_requests_log_line_carries_api_gateways_request_id(
     line = json.loads(function.module.logger.registered_formatter.format(failed))
     assert line["correlation_id"] == load_event("apigw_rest_proxy")["requestContext"]["requestId"]
     assert line["function_request_id"] == Context.aws_request_id  # and to Lambda's own REPORT line
+
+
+@pytest.mark.parametrize(
+    ("stream", "metric"), [(STREAM, "CapturedRecords"), ("no-such-stream", "CaptureDropped")], ids=["sent", "dropped"]
+)
+@pytest.mark.usefixtures("firehose")
+def test_every_captured_or_dropped_record_is_counted_once_in_a_later_record(
+    deploy: Callable[..., Any], capsys: Any, stream: str, metric: str
+) -> None:
+    """Capture sends in the background: its counts ride on the next request's record, so every record offered is
+    counted exactly once, in some request's EMF record or still pending."""
+    function = deploy(IRIS, "iris", CAPTURE_STREAM=stream, CAPTURE_SAMPLE_RATE="1.0")
+    for _ in range(3):
+        assert function.infer(FLOWER).status == 200
+    function.module.service.capture.flush()
+    assert function.infer(FLOWER).status == 200
+    function.module.service.capture.flush()
+    records = emf_records(capsys.readouterr().out)
+    counted = sum(sum(record.get(metric, [])) for record in records)
+    pending = function.module.service.capture.take_counts()
+    assert counted >= 3  # the three flushed before the last request's record was printed
+    assert counted + pending[0 if metric == "CapturedRecords" else 1] == 4
+    units = {m["Name"]: m["Unit"] for r in records for m in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units[metric] == "Count"
