@@ -21,9 +21,9 @@ In the gate: ``gate.evaluate(..., replay_records=records_or_Unavailable)`` appen
 leaves the replay out; a declared ``breaking_change`` turns records into an Unavailable).
 
 A record is what data capture writes: ``{"model", "version", "time", "inputs": [tensor], "outputs": [tensor],
-"excluded": [names]}`` with Open Inference Protocol tensors. Comparison: categorical outputs (integer, BOOL and BYTES
-tensors, and ZipMap rows by their argmax key) agree per row; float outputs, and ZipMap rows' probabilities key by
-key, match per value within ``numeric_tolerance`` (absolute or relative); the predictions' PSI
+"excluded": [names]}`` with Open Inference Protocol tensors. Comparison: answers.py (shared with the
+monitor's paired canary analysis): categorical outputs agree per row (the agreement figure, for models with labels);
+float outputs and ZipMap probabilities match per value within ``numeric_tolerance``; the predictions' PSI
 (functions/monitor/stats.py, shipped here as stats.py) is taken per output column, the worst reported. A request
 answered 5xx, or refused for NaN/Inf outputs, counts as a failure and its rows as disagreeing; so does a captured
 request the new version refuses (4xx): the live version took it.
@@ -31,20 +31,19 @@ request the new version refuses (4xx): the live version took it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .capture import CAPTURE_PREFIX, argmax_key, parse_records, parse_time, tensor_columns
+from .answers import answer_rows, compare_answers, float_values, is_categorical, rows, shown
+from .capture import CAPTURE_PREFIX, parse_records, parse_time, tensor_columns
 from .codedeploy import MIN_CALL_SECONDS
 from .criteria import ReplaySettings
 from .gate import NON_FINITE_MARKER, CriterionResult, Invoker, _call
 from .stats import compare_distributions
 
 Record = dict[str, Any]
-NUMERIC_DATATYPES = ("FP16", "FP32", "FP64")
 MAX_OBJECTS_READ = 200  # capture objects read per replay at most, whatever their records (bounds the hook's S3 time)
 
 
@@ -199,36 +198,6 @@ def answered_records(
 # --- comparing answers ------------------------------------------------------------------------------------------
 
 
-def _rows(tensor: dict[str, Any]) -> list[Any]:
-    """One entry per row: a ZipMap row's map, or the row's flat values."""
-    data = list(tensor.get("data") or [])
-    shape = list(tensor.get("shape") or [len(data)])
-    n = int(shape[0]) if shape else 1
-    if data and isinstance(data[0], dict):
-        return data
-    width = len(data) // n if n else 0
-    return [data[i * width : (i + 1) * width] for i in range(n)]
-
-
-def _is_zipmap(tensor: dict[str, Any]) -> bool:
-    data = tensor.get("data") or []
-    return bool(data) and isinstance(data[0], dict)
-
-
-def _same_category(old: Any, new: Any) -> bool:
-    if isinstance(old, dict):
-        return isinstance(new, dict) and argmax_key(old) is not None and argmax_key(old) == argmax_key(new)
-    if isinstance(new, dict) or not isinstance(new, list) or len(new) != len(old):
-        return False
-    return all(str(a) == str(b) for a, b in zip(old, new, strict=True))
-
-
-def _close(old: Any, new: Any, tolerance: float) -> bool:
-    if isinstance(new, bool) or not isinstance(new, int | float) or not isinstance(old, int | float):
-        return False
-    return math.isfinite(new) and math.isclose(new, old, rel_tol=tolerance, abs_tol=tolerance)
-
-
 @dataclass
 class _Pairs:
     """Prediction columns of the requests both versions answered, for the PSI."""
@@ -240,81 +209,44 @@ class _Pairs:
 def _compare(
     result: ReplayResult, pairs: _Pairs, record: Record, answer: list[dict[str, Any]], settings: ReplaySettings
 ) -> None:
-    live = {t["name"]: t for t in record.get("outputs") or []}
-    new = {t["name"]: t for t in answer}
-    categorical = [n for n, t in live.items() if _is_zipmap(t) or t.get("datatype") not in NUMERIC_DATATYPES]
-    rows = max((len(_rows(t)) for t in live.values()), default=0)
-    result.rows += rows
-    if categorical:
-        result.categorical_rows += rows
-        for i in range(rows):
-            differing = []
-            for name in categorical:
-                old_rows = _rows(live[name])
-                new_rows = _rows(new[name]) if name in new else []
-                if i >= len(old_rows) or i >= len(new_rows) or not _same_category(old_rows[i], new_rows[i]):
-                    differing.append(name)
-            if not differing:
-                result.agreeing_rows += 1
-            elif len(result.disagreements) < 3:
-                shown = ", ".join(f"{n} live {_shown(live[n], i)} new {_shown(new.get(n), i)}" for n in differing)
-                result.disagreements.append(f"{_which(record)} row {i}: {shown}")
-    for name in live:
-        old_values = _float_values(live[name])
-        new_values = _aligned(live[name], new[name]) if name in new else []
-        result.numeric_values += len(old_values)
-        if len(new_values) == len(old_values):
-            result.within_tolerance += sum(
-                _close(o, n, settings.numeric_tolerance) for o, n in zip(old_values, new_values, strict=True)
+    live = record.get("outputs") or []
+    comparison = compare_answers(live, answer, settings.numeric_tolerance)
+    result.rows += comparison.rows
+    result.numeric_values += comparison.values
+    result.within_tolerance += comparison.within
+    if comparison.categorical:
+        result.categorical_rows += comparison.rows
+        result.agreeing_rows += comparison.agreeing_rows
+        i = comparison.first_difference
+        if i is not None and len(result.disagreements) < 3:
+            new = {t["name"]: t for t in answer}
+            shown = ", ".join(
+                f"{t['name']} live {_shown(t, i)} new {_shown(new.get(t['name']), i)}"
+                for t in live
+                if t["name"] in comparison.differing
             )
-    pairs.old.append({"outputs": list(live.values())})
-    pairs.new.append({"outputs": [new[n] for n in live if n in new]})
+            result.disagreements.append(f"{_which(record)} row {i}: {shown}")
+    pairs.old.append({"outputs": list(live)})
+    pairs.new.append({"outputs": list(answer)})
 
 
 def _shown(tensor: dict[str, Any] | None, i: int) -> Any:
-    if tensor is None:
-        return "missing"
-    rows = _rows(tensor)
-    if i >= len(rows):
-        return "missing"
-    row = rows[i]
-    return argmax_key(row) if isinstance(row, dict) else (row[0] if len(row) == 1 else row)
+    table = rows(tensor) if tensor is not None else []
+    return shown(table[i]) if i < len(table) else "missing"
 
 
 def _which(record: Record) -> str:
     return f"request {record.get('request_id') or '?'} at {record.get('time') or '?'}"
 
 
-def _failed(result: ReplayResult, record: Record, settings: ReplaySettings) -> None:
+def _failed(result: ReplayResult, record: Record) -> None:
     """A request the new version did not answer: its rows disagree and its float values are not within tolerance."""
-    live = {t["name"]: t for t in record.get("outputs") or []}
-    rows = max((len(_rows(t)) for t in live.values()), default=0)
-    result.rows += rows
-    if any(_is_zipmap(t) or t.get("datatype") not in NUMERIC_DATATYPES for t in live.values()):
-        result.categorical_rows += rows
-    result.numeric_values += sum(len(_float_values(t)) for t in live.values())
-
-
-def _aligned(live: dict[str, Any], new: dict[str, Any]) -> list[Any]:
-    """The new answer's float values in the order of the live answer's (ZipMap rows matched by key)."""
-    if not _is_zipmap(live):
-        return _float_values(new)
-    new_rows = new.get("data") or []
-    if len(new_rows) != len(live["data"]) or not all(isinstance(r, dict) for r in new_rows):
-        return []
-    values = []
-    for live_row, new_row in zip(live["data"], new_rows, strict=True):
-        by_key = {str(k): v for k, v in new_row.items()}
-        values += [by_key.get(str(key)) for key in live_row]
-    return values
-
-
-def _float_values(tensor: dict[str, Any]) -> list[Any]:
-    """The values compared within tolerance: a float tensor's, or a ZipMap row's probabilities key by key (in the
-    live answer's key order; a key the other side lacks is None, never close)."""
-    if _is_zipmap(tensor):
-        return [value for row in tensor["data"] for value in row.values()]
-    return list(tensor.get("data") or []) if tensor.get("datatype") in NUMERIC_DATATYPES else []
+    live = record.get("outputs") or []
+    rows_of_request = answer_rows(live)
+    result.rows += rows_of_request
+    if any(is_categorical(t) for t in live):
+        result.categorical_rows += rows_of_request
+    result.numeric_values += sum(len(float_values(t)) for t in live)
 
 
 def _psi(pairs: _Pairs) -> tuple[float | None, str]:
@@ -401,7 +333,7 @@ def replay(
         if call.status == 200:
             _compare(result, pairs, record, call.document.get("outputs") or [], settings)
             continue
-        _failed(result, record, settings)
+        _failed(result, record)
         if call.status >= 500 and NON_FINITE_MARKER in call.error:
             result.non_finite += 1
         elif call.status >= 500:

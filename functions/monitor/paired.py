@@ -12,11 +12,11 @@ flight, nothing to compare and nothing invoked.
 
 What is compared: the new version's capture records in the window, newest first. A record whose inputs were
 excluded from capture (``capture_exclude_inputs``) cannot be rebuilt: skipped and counted. Each record's inputs
-go to the old version as an API Gateway event, as a user's request would. A request disagrees when any output
-both answers hold differs: categorical outputs (labels, BYTES, BOOL) and ZipMap maps (by their argmax key)
-exactly, numeric outputs beyond ``tolerance`` (relative, and absolute near 0). An old version that fails a
-request (not 200, or non-finite answers) is not the canary's fault: counted, not compared (an alarm that blames
-the new version for the old one's failures would block deploying the fix).
+go to the old version as an API Gateway event, as a user's request would. A request disagrees when any of its
+rows does, by the one rule the gate's replay also uses (answers.py): labels (and ZipMap argmax keys) differ, or, for
+a model without labels, a float value differs beyond ``tolerance`` (relative, and absolute near 0). An old version
+that fails a request (not 200, or non-finite answers) is not the canary's fault: counted, not compared (an alarm
+that blames the new version for the old one's failures would block deploying the fix).
 
 Bounded per run: at most ``max_requests`` invocations, and none once the run's deadline is near.
 """
@@ -24,14 +24,14 @@ Bounded per run: at most ``max_requests`` invocations, and none once the run's d
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .capture import CaptureReader, tensor_columns
+from .answers import compare_answers
+from .capture import CaptureReader
 from .events import response_body, rest_proxy_event
 
 ALIAS = "live"
@@ -167,30 +167,10 @@ def answer(invoke: Invoker, version: str, model: str, inputs: list[dict[str, Any
 
 
 def differing_outputs(captured: list[dict[str, Any]], answered: list[dict[str, Any]], tolerance: float) -> list[str]:
-    """Names of the outputs whose values differ between the two answers (only outputs both hold count: a client's
-    ``outputs`` selection may have narrowed the captured answer)."""
-    mine, _ = tensor_columns(captured, outputs=True)
-    theirs, _ = tensor_columns(answered, outputs=True)
-    differing = []
-    for name, column in mine.items():
-        other = theirs.get(name)
-        if other is None:
-            continue
-        if len(other.values) != len(column.values) or not all(
-            _same(a, b, column.kind == "numeric", tolerance) for a, b in zip(column.values, other.values, strict=True)
-        ):
-            differing.append(name)
-    return differing
-
-
-def _same(a: Any, b: Any, numeric: bool, tolerance: float) -> bool:
-    if not numeric:
-        return str(a) == str(b)
-    try:
-        x, y = float(a), float(b)
-    except (TypeError, ValueError):
-        return False
-    return math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance)
+    """Names of the outputs on which the captured answer disagrees with ``answered`` (the old version's), by the
+    gate's replay rule (answers.py); empty when the two answers agree."""
+    comparison = compare_answers(answered, captured, tolerance)
+    return [] if comparison.agrees else comparison.differing
 
 
 def paired_analysis(
