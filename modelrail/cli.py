@@ -225,12 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", metavar="FILE", help="example inputs: CSV, Parquet, or JSONL of inference requests (recommended)"
     )
     init.add_argument(
-        "--labels", metavar="COLUMN", help="the data's column of true labels: an accuracy set instead of the "
-        "model's own answers"
+        "--labels",
+        metavar="COLUMN",
+        help="the data's column of true labels: an accuracy set instead of the model's own answers",
     )
     init.add_argument(
-        "--pass-rate", type=float, metavar="SHARE", help="with --labels: the share the gate asks to be right "
-        "(default: 2 points under what this model gets right)"
+        "--pass-rate",
+        type=float,
+        metavar="SHARE",
+        help="with --labels: the share the gate asks to be right (default: 2 points under what this model gets right)",
     )
     init.add_argument("--cases", type=int, default=100, help="acceptance cases to take from the data (default 100)")
     init.add_argument("--name", help="the model's name in the API (default: the folder's name)")
@@ -257,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rehearse.add_argument("--baseline", metavar="BUNDLE", help="the version serving now (with --candidate)")
     rehearse.add_argument("--candidate", metavar="BUNDLE", help="the new version to roll out (with --baseline)")
-    rehearse.add_argument("--traffic", metavar="FILE.jsonl", help="request bodies to replay as given, one per line")
+    rehearse.add_argument(
+        "--traffic",
+        metavar="FILE.jsonl",
+        help="request bodies to replay as given, one per line, or capture records (file or folder) rebuilt from inputs",
+    )
     rehearse.add_argument(
         "--mistakes",
         type=float,

@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--local", metavar="BUNDLE", help="start the local environment with this bundle, as serve does")
     parser.add_argument("--model", help="with --env: the model (default: the stack's only one)")
     parser.add_argument(
-        "--traffic", metavar="FILE.jsonl", help="OIP request bodies, one a line (default: the bundle's acceptance set)"
+        "--traffic",
+        metavar="FILE.jsonl",
+        help="OIP request bodies, one a line, or capture records (a file or a folder in the deployed layout), "
+        "rebuilt from their inputs (default: the bundle's acceptance set)",
     )
     parser.add_argument(
         "--rps",
@@ -63,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--memory-sweep", metavar="MB,MB,...", help="with --env: the same load at each memory size (new versions)"
     )
     parser.add_argument("--keep-versions", action="store_true", help="keep the versions the memory sweep publishes")
-    parser.add_argument("--region", help="AWS region (default: AWS_DEFAULT_REGION / your profile's)")
+    parser.add_argument(
+        "--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION, else your profile's)"
+    )
     parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE / the standard chain)")
 
 

@@ -24,6 +24,12 @@ GENERATED_MISTAKES = 0.03  # the share of generated requests that are client mis
 
 
 def load_traffic_file(path: Path) -> list[dict[str, Any]]:
+    """Request bodies: OIP requests one a line, or capture records (a capture file or folder in the deployed layout),
+    rebuilt from their own inputs in the order they were captured."""
+    from modelrail.readers import is_capture
+
+    if is_capture(path):
+        return _captured_requests(path)
     bodies = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -38,6 +44,19 @@ def load_traffic_file(path: Path) -> list[dict[str, Any]]:
     if not bodies:
         raise ValueError(f"{path}: no requests")
     return bodies
+
+
+def _captured_requests(path: Path) -> list[dict[str, Any]]:
+    from functions.monitor.capture import parse_records
+    from modelrail.readers import capture_files
+
+    records = [r for file in capture_files(path) for r in parse_records(file.read_bytes(), str(file))]
+    excluded = sum(1 for r in records if r.get("excluded"))
+    usable = sorted((r for r in records if r.get("inputs") and not r.get("excluded")), key=lambda r: str(r.get("time")))
+    if not usable:
+        why = f"all {excluded} have inputs excluded from capture" if excluded else f"{len(records)} record(s) read"
+        raise ValueError(f"{path}: no capture record to rebuild a request from ({why})")
+    return [{"inputs": r["inputs"]} for r in usable]
 
 
 class RequestMix:

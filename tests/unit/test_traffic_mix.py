@@ -6,7 +6,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from modelrail.rehearsal.traffic import GENERATED_MISTAKES, RequestMix
+import pytest
+
+from modelrail.rehearsal.traffic import GENERATED_MISTAKES, RequestMix, load_traffic_file
 from spec.bundle import ModelBundle
 
 IRIS = Path(__file__).resolve().parents[2] / "models" / "iris"
@@ -37,3 +39,29 @@ def test_generated_traffic_keeps_a_few_client_mistakes_unless_told_otherwise() -
     generated = kinds(RequestMix(cases))
     assert 0.5 * GENERATED_MISTAKES * 2000 < 2000 - generated["ok"] < 1.5 * GENERATED_MISTAKES * 2000
     assert kinds(RequestMix(cases, mistakes=0.0)) == Counter({"ok": 2000})
+
+
+def test_capture_records_are_traffic_rebuilt_from_their_inputs_in_captured_order(tmp_path: Path) -> None:
+    """``rehearse --traffic`` and ``load --traffic`` take what ``serve --capture`` wrote: a folder in the deployed
+    layout, gzip objects of records; a record whose inputs were excluded cannot be rebuilt and is left out."""
+    import gzip
+
+    def record(i: int, minute: int, excluded: bool = False) -> dict[str, object]:
+        return {
+            "model": "iris",
+            "version": "1",
+            "time": f"2026-12-06T10:{minute:02d}:00Z",
+            "inputs": BODIES[i]["inputs"],
+            "outputs": [{"name": "label", "datatype": "INT64", "shape": [1], "data": [0]}],
+            **({"excluded": ["float_input"]} if excluded else {}),
+        }
+
+    folder = tmp_path / "capture" / "model=iris" / "version=1" / "hour=2026-12-06-10"
+    folder.mkdir(parents=True)
+    lines = [record(2, 30), record(0, 10), record(1, 20, excluded=True)]
+    (folder / "part-1.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in lines).encode()))
+
+    assert load_traffic_file(tmp_path / "capture") == [{"inputs": BODIES[0]["inputs"]}, {"inputs": BODIES[2]["inputs"]}]
+    (folder / "part-1.gz").write_bytes(gzip.compress((json.dumps(record(1, 20, excluded=True)) + "\n").encode()))
+    with pytest.raises(ValueError, match="all 1 have inputs excluded from capture"):
+        load_traffic_file(tmp_path / "capture")
