@@ -133,6 +133,9 @@ def test_each_outcome_prints_exactly_its_record(function_for: Callable[[str], An
     answer = function.call(case.method, case.path.format(name="iris"), case.body, content_type=case.content_type)
 
     assert answer.status == case.status, answer.body
+    # Every answer names the version that served it (the post-traffic hook reads it) and its environment.
+    assert answer.headers["x-model-version"] == "1"
+    assert answer.headers["x-environment-id"]
     records = emf_records(capsys.readouterr().out)
     if not case.inference:
         assert records == []
