@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 from functions.acceptance import posttraffic
+from functions.acceptance.codedeploy import MIN_CALL_SECONDS
 from tests.functional.conftest import IRIS
-from tests.functional.test_acceptance import HOOK_EVENT, InProcessLambda, codedeploy_expecting, hook_environment
+from tests.functional.test_acceptance import (
+    FUNCTION_ARN,
+    HOOK_EVENT,
+    InProcessLambda,
+    codedeploy_expecting,
+    hook_environment,
+)
 from tests.utils import Context
 
 pytestmark = pytest.mark.functional
@@ -20,8 +28,10 @@ class WeightedAlias(InProcessLambda):
     def __init__(self, versions: dict[str, Any], routing: list[str]) -> None:
         super().__init__(versions, routing[0])
         self.routing = routing
+        self.function_names: list[str] = []
 
     def invoke(self, **params: Any) -> dict[str, Any]:
+        self.function_names.append(params["FunctionName"])
         self.alias_version = self.routing[len(self.invoked) % len(self.routing)]
         return super().invoke(**params)
 
@@ -43,4 +53,18 @@ def test_post_traffic_fails_an_alias_that_still_sends_one_answer_in_ten_to_the_o
 
     assert result == {"status": status}
     assert alias.invoked == routing  # all ten probes asked, the old version's answer among them
+    assert set(alias.function_names) == {f"{FUNCTION_ARN}:live"}  # the alias users reach, never a version
     stubber.assert_no_pending_responses()
+
+
+def test_the_probes_stop_when_the_hooks_time_for_work_runs_out(deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe starts only with at least MIN_CALL_SECONDS left, so the hook still reports before its timeout; what
+    was asked until then is what it judges (fewer than PROBES answers: Failed)."""
+    versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(IRIS, "iris", version="2")}
+    hook_environment(monkeypatch, "2", {})
+    alias = WeightedAlias(versions, ["2"])
+    left = iter([5.0, MIN_CALL_SECONDS, MIN_CALL_SECONDS - 0.001])
+
+    served = posttraffic.check_alias(os.environ, alias, lambda: next(left))
+
+    assert served == ["2", "2"]
