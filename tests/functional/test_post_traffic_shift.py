@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import boto3
 import pytest
+from botocore.stub import Stubber
 
 from functions.acceptance import posttraffic
 from functions.acceptance.codedeploy import MIN_CALL_SECONDS
@@ -17,6 +19,7 @@ from tests.functional.test_acceptance import (
     codedeploy_expecting,
     hook_environment,
 )
+from tests.functional.test_hook_faults import ShortContext
 from tests.utils import Context
 
 pytestmark = pytest.mark.functional
@@ -68,3 +71,66 @@ def test_the_probes_stop_when_the_hooks_time_for_work_runs_out(deploy: Any, monk
     served = posttraffic.check_alias(os.environ, alias, lambda: next(left))
 
     assert served == ["2", "2"]
+
+
+class Dwindling(Context):
+    """A Lambda context whose time left drops by two seconds with each call the alias answers."""
+
+    def __init__(self, alias: WeightedAlias, seconds: float) -> None:
+        self.alias, self.seconds = alias, seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.seconds - 2 * len(self.alias.invoked)) * 1000)
+
+
+def test_the_hook_judges_what_its_invocations_time_allowed(deploy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 s, a fifth kept to report: probes go on while a call still fits before the reserve, eight of them; fewer
+    than PROBES answers is no proof the alias is all on the new version, so Failed, and reported."""
+    versions = {"1": deploy(IRIS, "iris", version="1"), "2": deploy(IRIS, "iris", version="2")}
+    hook_environment(monkeypatch, "2", {})
+    alias = WeightedAlias(versions, ["2"])
+    codedeploy, stubber = codedeploy_expecting("Failed", target_version="2")
+
+    result = posttraffic.handler(HOOK_EVENT, Dwindling(alias, 20), clients={"lambda": alias, "codedeploy": codedeploy})
+
+    assert result == {"status": "Failed"}
+    assert alias.invoked == ["2"] * 8
+    stubber.assert_no_pending_responses()
+
+
+class CountingCodeDeploy:
+    def __init__(self, client: Any) -> None:
+        self.client, self.reports = client, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def put_lifecycle_event_hook_execution_status(self, **params: Any) -> Any:
+        self.reports += 1
+        return self.client.put_lifecycle_event_hook_execution_status(**params)
+
+
+def test_a_throttled_report_is_not_retried_past_the_hooks_own_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One second left: a retry could not end before Lambda stops the hook, so the report is tried once."""
+    monkeypatch.delenv("NEW_VERSION_ARN", raising=False)  # the hook fails at once: only its report matters here
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    stubber = Stubber(codedeploy)
+    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
+    # CodeDeploy's documented throttling error (Common Errors: ThrottlingException, HTTP 400), then success.
+    stubber.add_client_error(
+        "put_lifecycle_event_hook_execution_status",
+        service_error_code="ThrottlingException",
+        service_message="Rate exceeded",
+        http_status_code=400,
+        expected_params=expected,
+    )
+    stubber.add_response(
+        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
+    )
+    stubber.activate()
+    counting = CountingCodeDeploy(codedeploy)
+
+    result = posttraffic.handler(HOOK_EVENT, ShortContext(1), clients={"codedeploy": counting, "lambda": object()})
+
+    assert result == {"status": "Failed"}
+    assert counting.reports == 1
