@@ -130,7 +130,7 @@ def _add(metric: Metric, value: float) -> None:
 
 # Per set of metric names (a handful: one per request outcome), the parts of the EMF record that never change:
 # Powertools' own serialization of the first such record, less its timestamp and values.
-_RECORD_PARTS: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+_RECORD_PARTS: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
 
 
 def _flush_metrics() -> None:
@@ -138,7 +138,9 @@ def _flush_metrics() -> None:
         names = tuple(_pending)
         parts = _RECORD_PARTS.get(names)
         if parts is None:
-            first = metrics.serialize_metric_set(metrics=_pending, dimensions=metrics.dimension_set)
+            first: dict[str, Any] = dict(
+                metrics.serialize_metric_set(metrics=_pending, dimensions=metrics.dimension_set)
+            )
             static = {k: v for k, v in first.items() if k != "_aws" and k not in _pending}
             parts = _RECORD_PARTS[names] = (first["_aws"]["CloudWatchMetrics"], static)
         definitions, static = parts
