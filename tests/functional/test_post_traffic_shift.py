@@ -9,6 +9,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from functions.acceptance import codedeploy as codedeploy_module
 from functions.acceptance import posttraffic
 from functions.acceptance.codedeploy import MIN_CALL_SECONDS
 from tests.functional.conftest import IRIS
@@ -134,3 +135,28 @@ def test_a_throttled_report_is_not_retried_past_the_hooks_own_deadline(monkeypat
 
     assert result == {"status": "Failed"}
     assert counting.reports == 1
+
+
+def test_a_throttled_report_is_tried_twelve_times_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEW_VERSION_ARN", raising=False)
+    monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: 0.0)  # no backoff pause here
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    stubber = Stubber(codedeploy)
+    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
+    for _ in range(11):
+        stubber.add_client_error(
+            "put_lifecycle_event_hook_execution_status",
+            "ThrottlingException",
+            "Rate exceeded",
+            400,
+            expected_params=expected,
+        )
+    stubber.add_response(
+        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
+    )
+    stubber.activate()
+
+    landed = codedeploy_module.report(codedeploy, "d-ABC123", "hook-1", "Failed", posttraffic.logger)
+
+    assert landed
+    stubber.assert_no_pending_responses()  # the twelfth attempt landed
