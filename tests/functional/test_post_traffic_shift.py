@@ -160,3 +160,10 @@ def test_a_throttled_report_is_tried_twelve_times_at_most(monkeypatch: pytest.Mo
 
     assert landed
     stubber.assert_no_pending_responses()  # the twelfth attempt landed
+
+
+def test_a_stale_hook_says_which_version_each_side_names() -> None:
+    codedeploy, _ = codedeploy_expecting("Failed", target_version="3")
+    message = "deployment d-ABC123 shifts the alias to version 3, but this hook's NEW_VERSION_ARN names version 2"
+    with pytest.raises(codedeploy_module.StaleHook, match=message):
+        codedeploy_module.check_target_version(codedeploy, "d-ABC123", f"{FUNCTION_ARN}:2", posttraffic.logger)
