@@ -167,3 +167,25 @@ def test_a_stale_hook_says_which_version_each_side_names() -> None:
     message = "deployment d-ABC123 shifts the alias to version 3, but this hook's NEW_VERSION_ARN names version 2"
     with pytest.raises(codedeploy_module.StaleHook, match=message):
         codedeploy_module.check_target_version(codedeploy, "d-ABC123", f"{FUNCTION_ARN}:2", posttraffic.logger)
+
+
+def test_a_report_throttled_twelve_times_gives_up_after_the_twelfth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: 0.0)  # no backoff pause here
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    stubber = Stubber(codedeploy)
+    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
+    for _ in range(13):
+        stubber.add_client_error(
+            "put_lifecycle_event_hook_execution_status",
+            "ThrottlingException",
+            "Rate exceeded",
+            400,
+            expected_params=expected,
+        )
+    stubber.activate()
+    counting = CountingCodeDeploy(codedeploy)
+
+    landed = codedeploy_module.report(counting, "d-ABC123", "hook-1", "Failed", posttraffic.logger)
+
+    assert not landed
+    assert counting.reports == 12
