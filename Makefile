@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: demo test lint bench synth serve clean load
+.PHONY: demo test lint bench synth serve clean load mutate
 
 # uv installs the pinned requirements into the venv in seconds where pip takes a minute and a half.
 UV := $(VENV)/bin/uv pip install -q --python $(PY)
@@ -45,5 +45,9 @@ synth: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) -m bench
 
+# Mutation testing of the safety-critical modules against the fast tiers (not in CI; README "Development").
+mutate: $(VENV)/.dev
+	$(PY) tools/mutate.py
+
 clean:
-	rm -rf $(VENV) cdk.out layers/build bench/.work .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) cdk.out layers/build bench/.work .pytest_cache .ruff_cache .mypy_cache .mutate
