@@ -2,7 +2,7 @@
 
 Importing those is CPU work; the download is mostly waiting on S3. Started first, in a thread, the fetch (and its
 sha256 check) overlaps the imports, and the service only waits for what is left of it. Only the standard library,
-store.py and s3get.py are imported here, so starting it costs a few milliseconds.
+catalog.py, store.py and s3get.py are imported here, so starting it costs a few milliseconds.
 
 It starts only in an execution environment (AWS_LAMBDA_FUNCTION_NAME: Lambda's, or the local one) whose credentials
 are in the environment (the cold start's own SigV4 client); otherwise (SnapStart's init, which has container
@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from .catalog import Env
 from .s3get import environment_client
 from .store import DEFAULT_CACHE_DIR, ModelStore, is_sha256, parse_s3_uri
 
@@ -56,8 +57,8 @@ def start(environ: Mapping[str, str]) -> Prefetch | None:
     """A download under way, or None where the service should fetch by itself (see the module's docstring)."""
     if not environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         return None
-    uri = environ.get("MODEL_URI", "")
-    sha256 = environ.get("MODEL_SHA256", "").strip().lower()  # as Settings reads it
+    uri = environ.get(Env.MODEL_URI.name, "")
+    sha256 = environ.get(Env.MODEL_SHA256.name, "").strip().lower()  # as Settings reads it
     try:
         parse_s3_uri(uri)
     except ValueError:
@@ -65,5 +66,5 @@ def start(environ: Mapping[str, str]) -> Prefetch | None:
     client = environment_client(environ)
     if client is None or not is_sha256(sha256):
         return None
-    cache_dir = Path(environ.get("MODEL_CACHE_DIR") or DEFAULT_CACHE_DIR)
+    cache_dir = Path(environ.get(Env.MODEL_CACHE_DIR.name) or DEFAULT_CACHE_DIR)
     return Prefetch(ModelStore(cache_dir, client), uri, sha256)

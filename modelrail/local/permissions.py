@@ -80,34 +80,48 @@ def s3_request(operation: str, params: dict[str, Any]) -> tuple[str, str]:
     return action, f"arn:aws:s3:::{bucket}/{key}" if key is not None else f"arn:aws:s3:::{bucket}"
 
 
-def access_denied(principal: str, action: str, resource: str, operation: str) -> Exception:
-    """S3's answer to an implicit deny. The message follows S3's own for same-account requests (Amazon S3 User
-    Guide, "Troubleshoot access denied (403 Forbidden) errors in Amazon S3")."""
-    from botocore.exceptions import ClientError
-
-    message = (
+def denial(role_file: Path, function_name: str, operation: str, params: dict[str, Any]) -> str | None:
+    """S3's message refusing this call when the role does not allow it now (None: allowed). The message follows
+    S3's own for same-account requests (Amazon S3 User Guide, "Troubleshoot access denied (403 Forbidden) errors
+    in Amazon S3")."""
+    action, resource = s3_request(operation, params)
+    if any(s.allows(action, resource) for s in read_role(role_file)):
+        return None
+    principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{function_name}-role/{function_name}"
+    return (
         f'User: {principal} is not authorized to perform: {action} on resource: "{resource}" because no '
         f"identity-based policy allows the {action} action"
     )
-    response: Any = {
-        "Error": {"Code": "AccessDenied", "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": 403},
-    }
-    return ClientError(response, operation)
 
 
 def check_call(role_file: Path, function_name: str, params: dict[str, Any], model: Any, **_: Any) -> None:
-    """The botocore handler: raises AccessDenied unless the role allows this call now."""
-    action, resource = s3_request(model.name, params)
-    if any(s.allows(action, resource) for s in read_role(role_file)):
-        return
-    principal = f"arn:aws:sts::{ACCOUNT}:assumed-role/{function_name}-role/{function_name}"
-    raise access_denied(principal, action, resource, model.name)
+    """The botocore handler: raises S3's AccessDenied (a ClientError, HTTP 403) unless the role allows this call."""
+    from botocore.exceptions import ClientError
+
+    message = denial(role_file, function_name, model.name, params)
+    if message is not None:
+        response: Any = {
+            "Error": {"Code": "AccessDenied", "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": 403},
+        }
+        raise ClientError(response, model.name)
 
 
 def enforce(role_file: Path, function_name: str) -> None:
     """In a worker's process, before the handler is imported: every botocore session made from now on (the
-    handler's own ``boto3.client("s3")`` included) checks each S3 call against ``role_file``."""
+    handler's own ``boto3.client("s3")`` included), and the cold start's own S3 client (functions/inference/s3get.py,
+    which signs its GETs without botocore), check each S3 call against ``role_file``."""
     from botocore import handlers
 
+    from functions.inference import s3get
+
     handlers.BUILTIN_HANDLERS.append((S3_EVENT, partial(check_call, role_file, function_name)))
+    get_object = s3get.S3GetClient.get_object
+
+    def checked_get_object(self: s3get.S3GetClient, *, Bucket: str, Key: str, **rest: Any) -> dict[str, Any]:  # noqa: N803
+        message = denial(role_file, function_name, "GetObject", {"Bucket": Bucket, "Key": Key})
+        if message is not None:  # as S3 answers that client: 403 and its error document's code and message
+            raise s3get.S3Error(403, "AccessDenied", message)
+        return get_object(self, Bucket=Bucket, Key=Key, **rest)
+
+    s3get.S3GetClient.get_object = checked_get_object  # type: ignore[method-assign]
