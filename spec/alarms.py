@@ -262,7 +262,7 @@ class AlarmThresholds(SpecModel):
         le=100,
         description=(
             "paired canary analysis: share of the new version's captured requests that the old version answers "
-            "otherwise (labels, ZipMap argmax, numbers beyond monitoring.paired_tolerance)"
+            "otherwise (labels, ZipMap argmax; a regressor's numbers beyond monitoring.paired_tolerance)"
         ),
     )
     period_seconds: Literal[10, 30, 60, 120, 300] = Field(
