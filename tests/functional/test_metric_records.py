@@ -4,6 +4,7 @@ these numbers, so a metric counted under the wrong name, unit or route silently 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from tests import builders
 from tests.functional.conftest import BUCKET, IRIS
 from tests.functional.test_capture import STREAM, firehose  # noqa: F401 (the fixture)
-from tests.utils import Answer, Context, emf_records, load_event
+from tests.utils import Answer, Context, answer_of, emf_records, rest_event
 
 pytestmark = pytest.mark.functional
 
@@ -130,7 +131,9 @@ def test_each_outcome_prints_exactly_its_record(function_for: Callable[[str], An
     function.call("GET", "/v2/health/live")  # the cold start's own record (ColdStart) is not this request's
     capsys.readouterr()
 
+    started = time.perf_counter()
     answer = function.call(case.method, case.path.format(name="iris"), case.body, content_type=case.content_type)
+    wall_ms = (time.perf_counter() - started) * 1000
 
     assert answer.status == case.status, answer.body
     # Every answer names the version that served it (the post-traffic hook reads it) and its environment.
@@ -146,6 +149,7 @@ def test_each_outcome_prints_exactly_its_record(function_for: Callable[[str], An
     # RequestLatency is the time the answer's Server-Timing shows, in milliseconds (the p99 alarm's unit).
     latency = record["RequestLatency"][0]
     assert f"{latency:.3f}" == timing["total"]
+    assert 0 < latency <= wall_ms  # the handler's own part of the time this test waited for the answer
     values["RequestLatency"] = latency
     values |= {name: float(name == case.counted) for name in COUNTS}
     units = {"Requests": "Count", "RequestLatency": "Milliseconds"} | dict.fromkeys(COUNTS, "Count")
@@ -155,6 +159,7 @@ def test_each_outcome_prints_exactly_its_record(function_for: Callable[[str], An
     if case.model_ran:
         model_latency = record["ModelLatency"][0]
         assert f"{model_latency:.3f}" == timing["model"]
+        assert model_latency <= latency  # the request's time includes the model's
         values["ModelLatency"] = model_latency
         units["ModelLatency"] = "Milliseconds"
     else:
@@ -196,13 +201,19 @@ def test_a_failed_requests_log_line_carries_api_gateways_request_id(
 ) -> None:
     """The ids that join the function's log line to API Gateway's access log and Lambda's REPORT line."""
     function = function_for("fails_at_run")
-    answer = function.call("POST", INFER.format(name="iris"), tensor([1.0] * 8, [2, 4], "x"))
-    assert answer.status == 500
+    function.call("GET", "/v2/health/live")  # an earlier request's ids must not linger on the next one's lines
+    event = rest_event("POST", INFER.format(name="iris"), tensor([1.0] * 8, [2, 4], "x"))
+    event["requestContext"]["requestId"] = "c0ffee00-0000-4000-8000-000000000017"
+
+    class ThisInvocation(Context):
+        aws_request_id = "c0ffee00-0000-4000-8000-000000000071"
+
+    assert answer_of(function.module.lambda_handler(event, ThisInvocation())).status == 500
     (failed,) = (r for r in caplog.records if r.getMessage() == "request failed")
     # As Lambda's log stream shows it: the function's own formatter (Powertools' JSON, with its appended keys).
     line = json.loads(function.module.logger.registered_formatter.format(failed))
-    assert line["correlation_id"] == load_event("apigw_rest_proxy")["requestContext"]["requestId"]
-    assert line["function_request_id"] == Context.aws_request_id  # and to Lambda's own REPORT line
+    assert line["correlation_id"] == "c0ffee00-0000-4000-8000-000000000017"
+    assert line["function_request_id"] == "c0ffee00-0000-4000-8000-000000000071"  # Lambda's own REPORT line's
 
 
 @pytest.mark.parametrize(
