@@ -100,7 +100,7 @@ def oip_requests(draw: st.DrawFn, signature: list[dict[str, Any]]) -> dict[str, 
         elif odd == 1:
             shape = draw(json_values)
         exact = math.prod(shape) if isinstance(shape, list) and all(type(d) is int for d in shape) else None
-        size = exact if exact is not None and exact <= 64 else 3
+        size = exact if exact is not None and 0 <= exact <= 64 else 3  # a drawn shape may hold negative dims
         magnitude = 1e30 if spec["datatype"] in ("FP32", "FP16", "FP64") else math.inf
         element = valid_values(datatype if datatype in DATATYPES else "FP32", magnitude)
         values = draw(st.lists(element, min_size=size, max_size=size))
