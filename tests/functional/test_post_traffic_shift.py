@@ -170,7 +170,8 @@ def test_a_stale_hook_says_which_version_each_side_names() -> None:
 
 
 def test_a_report_throttled_twelve_times_gives_up_after_the_twelfth(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: 0.0)  # no backoff pause here
+    jitter: list[tuple[float, float]] = []
+    monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: jitter.append((low, high)) or 0.0)
     codedeploy = boto3.client("codedeploy", region_name="us-east-1")
     stubber = Stubber(codedeploy)
     expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
@@ -189,3 +190,25 @@ def test_a_report_throttled_twelve_times_gives_up_after_the_twelfth(monkeypatch:
 
     assert not landed
     assert counting.reports == 12
+    # Full jitter as the AWS SDKs back off: up to 0.25 s doubling with each attempt, never more than 4 s.
+    assert jitter == [(0, min(4.0, 0.25 * 2**attempt)) for attempt in range(1, 13)]
+
+
+def test_what_report_says_about_the_status_it_sent() -> None:
+    """True when CodeDeploy has the status (an earlier attempt landed although its answer was lost, too); False, with
+    no call, for an event that is not CodeDeploy's."""
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    stubber = Stubber(codedeploy)
+    stubber.add_client_error(
+        "put_lifecycle_event_hook_execution_status",
+        "LifecycleEventAlreadyCompletedException",
+        "already completed",
+        400,
+    )
+    stubber.activate()
+    counting = CountingCodeDeploy(codedeploy)
+    assert codedeploy_module.report(counting, "d-ABC123", "hook-1", "Failed", posttraffic.logger)
+    assert counting.reports == 1
+    for ids in (("d-ABC123", None), (None, "hook-1"), (None, None)):
+        assert not codedeploy_module.report(counting, *ids, "Failed", posttraffic.logger)
+    assert counting.reports == 1
