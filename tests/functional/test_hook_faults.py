@@ -194,6 +194,8 @@ class _LambdaApiHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # Invoke: /2015-03-31/functions/<qualified ARN>/invocations
         function = unquote(urlsplit(self.path).path.split("/")[3])
         version = function.rpartition(":")[2]
+        if version == "live":  # the alias: Lambda runs the version it points to
+            version = self.server.alias_version
         event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         answer = json.dumps(self.server.answer(version, event)).encode()
         self._send(200, answer, {"Content-Type": "application/json", "X-Amz-Executed-Version": version})

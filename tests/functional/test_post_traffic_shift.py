@@ -20,7 +20,7 @@ from tests.functional.test_acceptance import (
     codedeploy_expecting,
     hook_environment,
 )
-from tests.functional.test_hook_faults import ShortContext
+from tests.functional.test_hook_faults import LambdaApi, ShortContext, lambda_api  # noqa: F401 (the fixture)
 from tests.utils import Context
 
 pytestmark = pytest.mark.functional
@@ -212,3 +212,20 @@ def test_what_report_says_about_the_status_it_sent() -> None:
     for ids in (("d-ABC123", None), (None, "hook-1"), (None, None)):
         assert not codedeploy_module.report(counting, *ids, "Failed", posttraffic.logger)
     assert counting.reports == 1
+
+
+def test_the_hook_probes_through_its_own_lambda_client_over_the_real_api(
+    lambda_api: LambdaApi,  # noqa: F811 (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No client handed in: the hook makes its own, bound to its deadline, and reaches Lambda's REST API."""
+    monkeypatch.setenv("NEW_VERSION_ARN", f"{FUNCTION_ARN}:2")
+    monkeypatch.setenv("MODEL_NAME", "toy")
+    lambda_api.alias_version = "2"
+    codedeploy, stubber = codedeploy_expecting("Succeeded", target_version="2")
+
+    result = posttraffic.handler(HOOK_EVENT, ShortContext(60), clients={"codedeploy": codedeploy})
+
+    assert result == {"status": "Succeeded"}
+    assert lambda_api.invoked == [("2", "/v2/models/toy/ready")] * posttraffic.PROBES
+    stubber.assert_no_pending_responses()
