@@ -229,3 +229,23 @@ def test_the_hook_probes_through_its_own_lambda_client_over_the_real_api(
     assert result == {"status": "Succeeded"}
     assert lambda_api.invoked == [("2", "/v2/models/toy/ready")] * posttraffic.PROBES
     stubber.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("seconds_left", "landed"), [(7.0, True), (6.0, False)])
+def test_a_report_is_retried_only_when_the_attempt_fits_after_its_pause(
+    monkeypatch: pytest.MonkeyPatch, seconds_left: float, landed: bool
+) -> None:
+    """A retry waits its pause, then needs one attempt's time (5 s): 7 s left with a 2 s pause leaves exactly that;
+    6 s does not, and the report gives up rather than be cut off mid-call."""
+    monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: 2.0)
+    monkeypatch.setattr(codedeploy_module.time, "sleep", lambda seconds: None)
+    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
+    stubber = Stubber(codedeploy)
+    stubber.add_client_error("put_lifecycle_event_hook_execution_status", "ThrottlingException", "Rate exceeded", 400)
+    stubber.add_response("put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"})
+    stubber.activate()
+    counting = CountingCodeDeploy(codedeploy)
+    deadline = codedeploy_module.Deadline(lambda: seconds_left * 1000)
+
+    assert codedeploy_module.report(counting, "d-ABC123", "hook-1", "Failed", posttraffic.logger, deadline) is landed
+    assert counting.reports == (2 if landed else 1)
