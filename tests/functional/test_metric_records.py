@@ -238,3 +238,28 @@ def test_every_captured_or_dropped_record_is_counted_once_in_a_later_record(
     assert counted + pending[0 if metric == "CapturedRecords" else 1] == 4
     units = {m["Name"]: m["Unit"] for r in records for m in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert units[metric] == "Count"
+
+
+def test_request_latency_is_the_handlers_own_time_in_milliseconds(
+    function_for: Callable[[str], Any], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a clock the test holds: the handler started at 10 s and answered at 10.25 s, so 250 ms, exactly."""
+    function = function_for("iris")
+    function.call("GET", "/v2/health/live")
+    capsys.readouterr()
+    ticks = iter([10.0, 10.25])
+
+    class HeldClock:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        @staticmethod
+        def perf_counter() -> float:
+            return next(ticks)
+
+    monkeypatch.setattr(function.module, "time", HeldClock())
+    answer = function.infer(FLOWER)
+
+    (record,) = emf_records(capsys.readouterr().out)
+    assert record["RequestLatency"] == [250.0]
+    assert server_timing(answer)["total"] == "250.000"
