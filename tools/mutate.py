@@ -79,7 +79,11 @@ GROUPS = {
     ),
     "protocol decoding": Group(
         ("functions/inference/protocol.py",),
-        ("tests/functional/test_hostile_input.py", "tests/functional/test_integer_bounds.py"),
+        (
+            "tests/functional/test_inference_api.py",
+            "tests/functional/test_hostile_input.py",
+            "tests/functional/test_integer_bounds.py",
+        ),
         _in("functions/inference/protocol.py", "to_array", "from_binary"),
     ),
     "artifact store": Group(
