@@ -185,7 +185,8 @@ def run(name: str, group: Group, max_children: int, every_function: bool = False
                 counts[status] += 1
                 if code in NOT_KILLED:
                     survivors.append((key, status))
-        results[module] = counts
+        if counts:  # a module none of whose mutated functions is in this group's scope says nothing
+            results[module] = counts
     for key, status in survivors:
         shown = subprocess.run(
             [sys.executable, "-m", "mutmut", "show", key], cwd=where, capture_output=True, text=True, check=False
