@@ -28,6 +28,7 @@ from spec.capture import BUFFER_INTERVAL_S
 from spec.environment import MonitoringSettings
 from spec.rollout import RolloutPolicy
 from tests import builders
+from tests.e2e.live_canary import live_canary
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = "modelrail-test-root"
@@ -334,24 +335,14 @@ def test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_records(cl
     """The real inference workers capture through the stream; the real monitor, on its schedule, publishes the
     PredictionDivergence that reaches the alarm: once per run, stamped at the run's rehearsed time."""
     monitoring = MonitoringSettings(sample_rate=1.0, schedule_minutes=1, min_canary_rows=20)
-    clock = RehearsalClock(30, epoch=cloud.new_timeline())
-    stream = cloud.start_capture_stream("modelrail-test-capture-canary", clock.date)
-    deployed = {
-        version: cloud.deploy(ModelBundle.load(ROOT / path))
-        for version, path in (("1", "models/iris"), ("2", "models/iris-candidates/skewed"))
-    }
-    workers = {
-        version: cloud.start_worker(
-            d, version, capture_stream=stream.name, sample_rate=monitoring.sample_rate, clock=clock.anchor()
-        )
-        for version, d in deployed.items()
-    }
-    store = MetricStore()
-    alias = WeightedAlias(FUNCTION, clock, store)
-    for worker in workers.values():
-        alias.add_version(worker)
-    alias.point_to("1")
-    alias.shift("2", 0.5)
+    live = live_canary(
+        cloud,
+        "models/iris-candidates/skewed",
+        monitoring,
+        stream_name="modelrail-test-capture-canary",
+        function=FUNCTION,
+    )
+    clock, stream, deployed, store, alias = live.clock, live.stream, live.deployed, live.store, live.alias
     (divergence,) = (d for d in AlarmThresholds().definitions() if d.name == "prediction-divergence")
     monitored = cloud.upload_baseline(deployed["2"])
     assert monitored is not None
@@ -376,8 +367,7 @@ def test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_records(cl
             alias.invoke(rest_proxy_event("POST", "/v2/models/iris/infer", {"content-type": "application/json"}, body))
     finally:
         canary.stop()
-        for worker in workers.values():
-            worker.stop()
+        live.stop()
 
     # The schedule, in rehearsed time: a run each minute from the rule's creation, never more often.
     assert [run.time for run in canary.runs][:4] == [60.0, 120.0, 180.0, 240.0], canary.runs

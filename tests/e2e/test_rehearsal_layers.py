@@ -14,14 +14,12 @@ import pytest
 from functions.acceptance.events import rest_proxy_event
 from modelrail.local.environment import LocalCloud
 from modelrail.rehearsal.alarms import AlarmEvaluator
-from modelrail.rehearsal.alias import WeightedAlias
 from modelrail.rehearsal.canary import CanaryAnalysis
-from modelrail.rehearsal.clock import RehearsalClock
 from modelrail.rehearsal.lambda_api import ENDPOINT_VARIABLE, LocalLambdaApi
-from modelrail.rehearsal.metrics import MetricStore
 from spec.alarms import AlarmThresholds
 from spec.bundle import ModelBundle
 from spec.environment import MonitoringSettings
+from tests.e2e.live_canary import live_canary
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,24 +37,14 @@ def test_the_monitor_compares_the_canary_with_the_old_version_on_its_own_capture
     routing from the local Lambda API, invokes version 1 with version 2's captured requests, and publishes
     CanaryDisagreement, which reaches the canary-disagreement alarm's metrics."""
     monitoring = MonitoringSettings(sample_rate=1.0, schedule_minutes=1, paired_min_requests=10)
-    clock = RehearsalClock(30, epoch=cloud.new_timeline())
-    stream = cloud.start_capture_stream("modelrail-test-capture-paired", clock.date)
-    deployed = {
-        version: cloud.deploy(ModelBundle.load(ROOT / path))
-        for version, path in (("1", "models/iris"), ("2", "models/iris-candidates/label-swap"))
-    }
-    workers = {
-        version: cloud.start_worker(
-            d, version, capture_stream=stream.name, sample_rate=monitoring.sample_rate, clock=clock.anchor()
-        )
-        for version, d in deployed.items()
-    }
-    store = MetricStore()
-    alias = WeightedAlias(FUNCTION, clock, store)
-    for worker in workers.values():
-        alias.add_version(worker)
-    alias.point_to("1")
-    alias.shift("2", 0.5)
+    live = live_canary(
+        cloud,
+        "models/iris-candidates/label-swap",
+        monitoring,
+        stream_name="modelrail-test-capture-paired",
+        function=FUNCTION,
+    )
+    clock, stream, deployed, store, alias = live.clock, live.stream, live.deployed, live.store, live.alias
     api = LocalLambdaApi(alias).start()
     (disagreement,) = (d for d in AlarmThresholds().definitions() if d.name == "canary-disagreement")
     monitored = cloud.upload_baseline(deployed["2"])
@@ -89,8 +77,7 @@ def test_the_monitor_compares_the_canary_with_the_old_version_on_its_own_capture
     finally:
         canary.stop()
         api.stop()
-        for worker in workers.values():
-            worker.stop()
+        live.stop()
 
     assert all(run.error is None for run in canary.runs), canary.runs
     assert canary.disagreement is not None, canary.runs
