@@ -76,6 +76,7 @@ from .catalog import (  # noqa: E402
     CAPTURED_RECORDS,
     CLIENT_ERRORS,
     COLD_START,
+    METRICS,
     MODEL_ERRORS,
     MODEL_LATENCY,
     NAMESPACE,
@@ -86,6 +87,7 @@ from .catalog import (  # noqa: E402
     UNAVAILABLE,
     Dimension,
     Env,
+    Function,
     Metric,
 )
 from .errors import ApiError, MethodNotAllowed, ModelFault, NotFound  # noqa: E402
@@ -128,23 +130,7 @@ app = _Resolver()
 # validates the name and unit and formats a debug message on every call: ~8 us a metric, 70 us a request, for
 # names and units that are the catalog's own and were checked once, at import (_UNITS).
 _pending: dict[str, list[float]] = {}  # metric name -> this invocation's values, in the order they came
-_UNITS = {
-    m.name: MetricUnit(m.unit).value
-    for m in (
-        ARTIFACT_FETCH_RETRIES,
-        CAPTURE_DROPPED,
-        CAPTURED_RECORDS,
-        CLIENT_ERRORS,
-        COLD_START,
-        MODEL_ERRORS,
-        MODEL_LATENCY,
-        NON_FINITE_OUTPUTS,
-        REQUEST_LATENCY,
-        REQUESTS,
-        ROWS,
-        UNAVAILABLE,
-    )
-}
+_UNITS = {m.name: MetricUnit(m.unit).value for m in METRICS if m.publisher is Function.INFERENCE}
 _METRICS_DISABLED = os.environ.get("POWERTOOLS_METRICS_DISABLED", "false").lower() in ("true", "1")
 
 
