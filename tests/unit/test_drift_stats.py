@@ -18,6 +18,7 @@ from functions.monitor.stats import (
     compute_baseline,
     drift_report,
     numeric_profile,
+    prediction_divergence,
     psi,
     verdict,
 )
@@ -197,3 +198,54 @@ def test_window_hours_include_the_late_partition() -> None:
 def test_tensor_columns_row_count() -> None:
     _, rows = tensor_columns([{"name": "x", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}])
     assert rows == 3
+
+
+def test_prediction_divergence_is_the_worst_output_shared_by_both_versions() -> None:
+    # Two outputs: the label moves from 50/50 to 80/20 (0.415888, as above), the score does not move (0.0);
+    # an output only the new version gives has nothing to compare against and is left out.
+    old = {
+        "label": Column("categorical", ["0"] * 50 + ["1"] * 50),
+        "score": Column("numeric", [i / 100 for i in range(100)]),
+    }
+    new = {
+        "score": Column("numeric", [i / 100 for i in range(100)]),
+        "label": Column("categorical", ["0"] * 80 + ["1"] * 20),
+        "extra": Column("categorical", ["x"] * 100),
+    }
+    assert prediction_divergence(old, new) == pytest.approx(0.415888, abs=1e-6)
+    # the order of the outputs does not decide which is the worst
+    assert prediction_divergence(old, dict(reversed(new.items()))) == pytest.approx(0.415888, abs=1e-6)
+    # the old version's kind bins the comparison: its numeric score, read as categories, would differ
+    shifted = {"score": Column("numeric", [i / 100 + 0.005 for i in range(100)])}
+    assert prediction_divergence(old, shifted) == pytest.approx(
+        compare_distributions(old["score"].values, shifted["score"].values, "numeric")
+    )
+    assert prediction_divergence(old, shifted) < 0.1  # half a bin's shift: the categories would all be new
+
+
+def test_prediction_divergence_waits_for_min_rows_on_the_new_side() -> None:
+    old = {"label": Column("categorical", ["0"] * 50 + ["1"] * 50)}
+    assert prediction_divergence(old, {"label": Column("categorical", ["1"] * 49)}) is None
+    at_min = prediction_divergence(old, {"label": Column("categorical", ["1"] * 50)})
+    assert at_min is not None
+    assert verdict(at_min) == "significant"
+    assert prediction_divergence(old, {"label": Column("categorical", ["1"] * 10)}, min_rows=10) == at_min
+    # nothing from the old version (it answered no request in the window): nothing to compare
+    sixty = {"label": Column("categorical", ["1"] * 60)}
+    assert prediction_divergence({"label": Column("categorical", [])}, sixty) is None
+    assert prediction_divergence({}, sixty) is None
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual"),
+    [([1, 1], [1, 1, 1]), ([], []), ([[1, 1]], [[1, 1]])],
+    ids=["different-bins", "no-bins", "not-a-vector"],
+)
+def test_psi_refuses_share_vectors_that_do_not_match(expected: list, actual: list) -> None:
+    with pytest.raises(ValueError, match="same bins"):
+        psi(expected, actual)
+
+
+def test_psi_refuses_an_empty_reference_side() -> None:
+    with pytest.raises(ValueError, match="at least one observation"):
+        psi([0, 0], [1, 1])
