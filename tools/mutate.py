@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutate"
-CODE = ("functions", "spec", "modelrail", "models", "tests")
+CODE = ("functions", "spec", "modelrail", "models", "bench", "tests")  # bench: the ranged-fetch tests build its model
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,21 @@ GROUPS = {
     ),
     "artifact store": Group(
         ("functions/inference/store.py",),
-        ("tests/functional/test_model_store.py",),
-        _in("functions/inference/store.py", "ModelStore._store_verified"),
+        (
+            "tests/functional/test_model_store.py",
+            "tests/functional/test_ranged_fetch.py",  # the concurrent ranged GETs, digest in order, a corrupted range
+            "tests/functional/test_prefetch.py",
+            "tests/functional/test_cold_start_faults.py",  # streams broken mid-download, retries, whitespace digests
+        ),
+        _in(
+            "functions/inference/store.py",
+            "ModelStore.fetch",
+            "ModelStore._store_verified",
+            "ModelStore._get_range",
+            "_unreachable",
+            "_total_size",
+            "_parts",
+        ),
     ),
     "drift statistics": Group(
         ("functions/monitor/stats.py",),
@@ -137,7 +150,7 @@ def prepare(name: str, group: Group) -> Path:
     config = {
         "source_paths": ["functions", "spec", "modelrail"],
         "only_mutate": list(group.modules),
-        "also_copy": ["models"],
+        "also_copy": ["models", "bench"],
         "pytest_add_cli_args_test_selection": list(group.tests),
         "do_not_mutate_patterns": TEXT_ONLY,
     }
