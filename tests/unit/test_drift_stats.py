@@ -249,3 +249,32 @@ def test_psi_refuses_share_vectors_that_do_not_match(expected: list, actual: lis
 def test_psi_refuses_an_empty_reference_side() -> None:
     with pytest.raises(ValueError, match="at least one observation"):
         psi([0, 0], [1, 1])
+
+
+def test_window_shares_with_missing_values_on_both_sides() -> None:
+    # The baseline's bins share what its missing values leave: counts 1 and 1 with half missing are 0.25 each.
+    p = {"kind": "numeric", "edges": [0.0, 1.0, 2.0], "counts": [1, 1], "missing": 0.5}
+    c = compare(p, [0.5, 1.5, None, 1.7])
+    assert c.expected == [0.25, 0.25, 0.5]
+    assert c.actual == [0.25, 0.5, 0.25]
+    assert c.labels == ["[-inf, 1)", "[1, +inf)", "(missing)"]
+    assert c.rows == 4
+    categorical = {"kind": "categorical", "shares": {"a": 0.5, "b": 0.5}, "other": 0.0, "missing": 0.0}
+    c = compare(categorical, ["a", None, None, "b"])
+    assert c.actual == [0.25, 0.25, 0.0, 0.5]
+    assert c.rows == 4
+
+
+def test_a_one_row_window_is_all_of_its_own_shares() -> None:
+    assert compare(numeric_profile([1.0, 2.0, 3.0, 4.0], bins=2), [3.5]).actual == [0.0, 1.0, 0.0]
+    categorical = {"kind": "categorical", "shares": {"a": 1.0}, "other": 0.0, "missing": 0.0}
+    assert compare(categorical, ["a"]).actual == [1.0, 0.0, 0.0]
+
+
+def test_a_baseline_with_only_missing_values_compares_the_missing_share() -> None:
+    p = numeric_profile([None, None])
+    assert p["edges"] == []
+    c = compare(p, [1.0, None])
+    assert c.expected == [1.0]
+    assert c.actual == [0.5]
+    assert c.labels == ["(missing)"]
