@@ -331,3 +331,33 @@ def test_the_download_in_progress_is_a_hidden_file_in_the_cache_directory(s3: An
     assert len(seen[0]) == 1
     assert seen[0][0].startswith(".download-")
     assert [p.name for p in cache.iterdir()] == [f"{sha256}.onnx"]
+
+
+def test_an_empty_artifact_is_fetched_whole_after_its_range_is_refused(s3: Any, tmp_path: Path) -> None:
+    # An empty object has no byte 0: S3 answers a ranged GET of it with 416 InvalidRange ("The requested range
+    # cannot be satisfied", Amazon S3 API Reference, "Error responses"), and the store asks again without a Range.
+    uri, sha256, data = small_artifact(s3, tmp_path, 0)
+
+    def unsatisfiable(n: int, kwargs: dict[str, Any], response: dict[str, Any]) -> None:
+        if "Range" in kwargs and not response["Body"].data:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "InvalidRange", "Message": "unsatisfiable"}}, "GetObject")
+
+    client = FaultyS3(s3, unsatisfiable)
+    path = ModelStore(tmp_path / "cache", client, part_bytes=SMALL_PART).fetch(uri, sha256)
+
+    assert path.read_bytes() == data == b""
+    assert [call.get("Range") for call in client.calls] == [f"bytes=0-{SMALL_PART - 1}", None]
+
+
+def test_a_failed_first_get_names_the_artifact(s3: Any, tmp_path: Path) -> None:
+    uri, sha256, _ = small_artifact(s3, tmp_path, SMALL_PART)
+
+    def fails(n: int, kwargs: dict[str, Any], response: dict[str, Any]) -> None:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}, "GetObject")
+
+    with pytest.raises(ArtifactUnreachable, match=rf"^cannot read model artifact {re.escape(uri)}: ClientError: "):
+        ModelStore(tmp_path / "cache", FaultyS3(s3, fails), part_bytes=SMALL_PART).fetch(uri, sha256)
