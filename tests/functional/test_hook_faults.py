@@ -330,24 +330,33 @@ def test_a_throttled_invoke_is_tried_again(deploy: Any, monkeypatch: pytest.Monk
 # --- 3. a throttled report is retried and lands once ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hook", [pretraffic, posttraffic], ids=["pre-traffic", "post-traffic"])
-def test_a_throttled_report_is_retried_and_lands_once(monkeypatch: pytest.MonkeyPatch, hook: Any) -> None:
-    monkeypatch.delenv("NEW_VERSION_ARN", raising=False)  # the hook fails at once: only its report matters here
+def throttled_codedeploy(throttles: int, *, then_accepts: bool = True) -> tuple[Any, Stubber]:
+    """A CodeDeploy client whose PutLifecycleEventHookExecutionStatus (Failed, for d-ABC123/hook-1) is throttled
+    ``throttles`` times, with CodeDeploy's documented throttling error (Common Errors: ThrottlingException, HTTP
+    400), then accepted (``then_accepts``)."""
     codedeploy = boto3.client("codedeploy", region_name="us-east-1")
     stubber = Stubber(codedeploy)
     expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
-    # CodeDeploy's documented throttling error (Common Errors: ThrottlingException, HTTP 400), then success.
-    stubber.add_client_error(
-        "put_lifecycle_event_hook_execution_status",
-        service_error_code="ThrottlingException",
-        service_message="Rate exceeded",
-        http_status_code=400,
-        expected_params=expected,
-    )
-    stubber.add_response(
-        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
-    )
+    for _ in range(throttles):
+        stubber.add_client_error(
+            "put_lifecycle_event_hook_execution_status",
+            service_error_code="ThrottlingException",
+            service_message="Rate exceeded",
+            http_status_code=400,
+            expected_params=expected,
+        )
+    if then_accepts:
+        stubber.add_response(
+            "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
+        )
     stubber.activate()
+    return codedeploy, stubber
+
+
+@pytest.mark.parametrize("hook", [pretraffic, posttraffic], ids=["pre-traffic", "post-traffic"])
+def test_a_throttled_report_is_retried_and_lands_once(monkeypatch: pytest.MonkeyPatch, hook: Any) -> None:
+    monkeypatch.delenv("NEW_VERSION_ARN", raising=False)  # the hook fails at once: only its report matters here
+    codedeploy, stubber = throttled_codedeploy(throttles=1)
 
     result = hook.handler(HOOK_EVENT, ShortContext(30), clients={"codedeploy": codedeploy, "lambda": Untouchable()})
 

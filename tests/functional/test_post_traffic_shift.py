@@ -20,7 +20,12 @@ from tests.functional.test_acceptance import (
     codedeploy_expecting,
     hook_environment,
 )
-from tests.functional.test_hook_faults import LambdaApi, ShortContext, lambda_api  # noqa: F401 (the fixture)
+from tests.functional.test_hook_faults import (  # noqa: F401 (lambda_api: the fixture)
+    LambdaApi,
+    ShortContext,
+    lambda_api,
+    throttled_codedeploy,
+)
 from tests.utils import Context
 
 pytestmark = pytest.mark.functional
@@ -114,21 +119,7 @@ class CountingCodeDeploy:
 def test_a_throttled_report_is_not_retried_past_the_hooks_own_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """One second left: a retry could not end before Lambda stops the hook, so the report is tried once."""
     monkeypatch.delenv("NEW_VERSION_ARN", raising=False)  # the hook fails at once: only its report matters here
-    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
-    stubber = Stubber(codedeploy)
-    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
-    # CodeDeploy's documented throttling error (Common Errors: ThrottlingException, HTTP 400), then success.
-    stubber.add_client_error(
-        "put_lifecycle_event_hook_execution_status",
-        service_error_code="ThrottlingException",
-        service_message="Rate exceeded",
-        http_status_code=400,
-        expected_params=expected,
-    )
-    stubber.add_response(
-        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
-    )
-    stubber.activate()
+    codedeploy, _ = throttled_codedeploy(throttles=1)
     counting = CountingCodeDeploy(codedeploy)
 
     result = posttraffic.handler(HOOK_EVENT, ShortContext(1), clients={"codedeploy": counting, "lambda": object()})
@@ -140,21 +131,7 @@ def test_a_throttled_report_is_not_retried_past_the_hooks_own_deadline(monkeypat
 def test_a_throttled_report_is_tried_twelve_times_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEW_VERSION_ARN", raising=False)
     monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: 0.0)  # no backoff pause here
-    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
-    stubber = Stubber(codedeploy)
-    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
-    for _ in range(11):
-        stubber.add_client_error(
-            "put_lifecycle_event_hook_execution_status",
-            "ThrottlingException",
-            "Rate exceeded",
-            400,
-            expected_params=expected,
-        )
-    stubber.add_response(
-        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
-    )
-    stubber.activate()
+    codedeploy, stubber = throttled_codedeploy(throttles=11)
 
     landed = codedeploy_module.report(codedeploy, "d-ABC123", "hook-1", "Failed", posttraffic.logger)
 
@@ -172,18 +149,7 @@ def test_a_stale_hook_says_which_version_each_side_names() -> None:
 def test_a_report_throttled_twelve_times_gives_up_after_the_twelfth(monkeypatch: pytest.MonkeyPatch) -> None:
     jitter: list[tuple[float, float]] = []
     monkeypatch.setattr(codedeploy_module.random, "uniform", lambda low, high: jitter.append((low, high)) or 0.0)
-    codedeploy = boto3.client("codedeploy", region_name="us-east-1")
-    stubber = Stubber(codedeploy)
-    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": "Failed"}
-    for _ in range(13):
-        stubber.add_client_error(
-            "put_lifecycle_event_hook_execution_status",
-            "ThrottlingException",
-            "Rate exceeded",
-            400,
-            expected_params=expected,
-        )
-    stubber.activate()
+    codedeploy, _ = throttled_codedeploy(throttles=13, then_accepts=False)
     counting = CountingCodeDeploy(codedeploy)
 
     landed = codedeploy_module.report(counting, "d-ABC123", "hook-1", "Failed", posttraffic.logger)
