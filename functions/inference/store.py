@@ -62,7 +62,7 @@ class FetchReport:
     """How the last download went: what the bench reports as fetch throughput and verification time."""
 
     size: int
-    gets: int  # 1, or the number of ranged GETs
+    gets: int  # every GET made: 1, the number of ranged parts, or 2 for an empty object whose ranged GET S3 refused
     seconds: float  # from the first GET to the verified file in place
     digest_seconds: float  # of which hashing
 
@@ -129,6 +129,7 @@ class ModelStore:
         except ValueError as exc:
             raise ArtifactError(f"model artifact URI: {exc}") from None
         started = time.perf_counter()
+        first_gets = 1
         # The first GET asks for the first part only: an artifact up to ``part_bytes`` comes whole in it, a larger
         # one tells its size (Content-Range) and the other parts are fetched concurrently while this one streams.
         try:
@@ -137,6 +138,7 @@ class ModelStore:
             except Exception as exc:
                 if _code(exc) != "InvalidRange":
                     raise
+                first_gets = 2  # the refused GET was a request to S3 all the same (the report counts requests)
                 response = self.s3.get_object(Bucket=bucket, Key=key)  # an empty object has no byte 0 to range over
         except Exception as exc:  # botocore's ClientError and connection errors, without importing botocore here
             raise _unreachable(uri, exc, "") from exc
@@ -144,7 +146,7 @@ class ModelStore:
         try:
             size = _total_size(response)
             self._check_space(uri, size)
-            return self._store_verified(uri, sha256, bucket, key, response, size, cached, started)
+            return self._store_verified(uri, sha256, bucket, key, response, size, cached, started, first_gets)
         finally:
             close = getattr(body, "close", None)
             if close is not None:
@@ -173,6 +175,7 @@ class ModelStore:
         size: int | None,
         cached: Path,
         started: float,
+        first_gets: int,
     ) -> Path:
         """Write the artifact to a temporary file and move it into place only if its bytes, in order, match."""
         digest = hashlib.sha256()
@@ -239,7 +242,7 @@ class ModelStore:
                     "refusing to serve it"
                 )
             tmp.replace(cached)
-            gets = 1 + (-(-(written - first_end) // self.part_bytes) if first_end else 0)
+            gets = first_gets + (-(-(written - first_end) // self.part_bytes) if first_end else 0)
             self.last_fetch = FetchReport(written, gets, time.perf_counter() - started, hashing)
         except OSError as exc:  # writing (ENOSPC may only show when the file is closed), or moving into place
             raise ArtifactUnreachable(

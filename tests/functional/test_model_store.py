@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
 from collections.abc import Iterator
@@ -101,9 +102,45 @@ def test_artifact_larger_than_the_free_space_fails_before_downloading(
     usage = shutil.disk_usage(tmp_path)._replace(free=10)
     monkeypatch.setattr(store_module, "shutil", SimpleNamespace(disk_usage=lambda path: usage))
 
-    with pytest.raises(ArtifactUnreachable, match=r"has 10 bytes free: raise the function's ephemeral storage"):
-        ModelStore(tmp_path / "cache", Client()).fetch(uri, sha256)
+    cache = tmp_path / "cache"
+    with pytest.raises(ArtifactUnreachable) as caught:
+        ModelStore(cache, Client()).fetch(uri, sha256)
+    # Which artifact, how big, where and how much room there is: what to raise the ephemeral storage to.
+    assert str(caught.value) == (
+        f"model artifact {uri} is {IRIS.stat().st_size} bytes but {cache} has 10 bytes free: "
+        "raise the function's ephemeral storage or free /tmp"
+    )
     assert body.closed
+
+
+def test_a_cache_directory_where_no_file_can_be_created_is_named(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root, a read-only directory still takes files: the refusal is the file system's, raised by mkstemp.
+    uri, sha256 = upload(s3, IRIS, "iris")
+
+    def mkstemp(**kwargs: Any) -> tuple[int, str]:
+        raise OSError(errno.EROFS, "Read-only file system", str(kwargs["dir"]))
+
+    monkeypatch.setattr(store_module, "tempfile", SimpleNamespace(mkstemp=mkstemp))
+    cache = tmp_path / "cache"
+
+    with pytest.raises(ArtifactUnreachable) as caught:
+        ModelStore(cache, s3).fetch(uri, sha256)
+
+    assert str(caught.value) == (
+        f"cannot store model artifact {uri} in {cache}: [Errno 30] Read-only file system: '{cache}'"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_a_malformed_uri_names_the_form_expected(s3: Any, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError) as caught:
+        ModelStore(tmp_path / "cache", s3).fetch("https://bucket.s3.amazonaws.com/m.onnx", "0" * 64)
+
+    assert str(caught.value) == (
+        "model artifact URI: expected s3://<bucket>/<key>, got 'https://bucket.s3.amazonaws.com/m.onnx'"
+    )
 
 
 class BrokenBody:
