@@ -82,11 +82,14 @@ class Version:
         self.requests: list[list[Any]] = []  # each inference's x, in order
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
-        if event["httpMethod"] == "GET":
+        route = (event["httpMethod"], event["path"])  # as API Gateway spells them: the method upper-case
+        if route == ("GET", "/v2/models/toy"):
             self.metadata_requests += 1
             if self.load_error:
                 return response(503, {"error": self.load_error}, version=self.version)
             return response(200, {"name": "toy", "versions": [self.version], **self.signature}, version=self.version)
+        if route != ("POST", "/v2/models/toy/infer"):
+            return response(404, {"error": f"no route {route}"}, version=self.version)
         x = json.loads(event["body"])["inputs"][0]["data"]
         self.requests.append(x)
         answer = self.reply(len(self.requests), x) if self.reply else None
@@ -182,7 +185,7 @@ def test_a_gate_without_time_for_one_request_fails_without_calling() -> None:
     verdict = run(version, cases(2), seconds_left=lambda: MIN_CALL_SECONDS - 0.1)
 
     assert not verdict.passed
-    assert verdict.version == "?"
+    assert (verdict.model, verdict.version) == ("toy", "?")  # the model is named, its version was not asked
     assert verdict.criteria == [
         CriterionResult("model serves", False, "not asked", "HTTP 200", "ran out of time before the first request")
     ]
@@ -217,6 +220,18 @@ WIDER = {**SIGNATURE, "inputs": [{"name": "x", "datatype": "FP64", "shape": [-1,
             ),
         ),
         (
+            {**WIDER, "inputs": [*WIDER["inputs"], {"name": "z", "datatype": "FP32", "shape": [-1]}]},
+            False,
+            CriterionResult(
+                "signature",
+                False,
+                "2 change(s)",
+                "compatible",
+                "input 'x' changed datatype FP64 -> FP32; input 'z' was removed "
+                "(declare acceptance.breaking_change if intended)",
+            ),
+        ),
+        (
             Unanswered(503, "onnxruntime cannot load"),
             False,
             CriterionResult(
@@ -229,7 +244,7 @@ WIDER = {**SIGNATURE, "inputs": [{"name": "x", "datatype": "FP64", "shape": [-1,
             ),
         ),
     ],
-    ids=["same", "first-deploy", "declared", "changed", "replaced-unanswered"],
+    ids=["same", "first-deploy", "declared", "changed", "two-changes", "replaced-unanswered"],
 )
 def test_the_signature_is_judged_against_the_replaced_version(
     baseline: Any, breaking_change: bool, expected: CriterionResult
@@ -273,6 +288,17 @@ def test_a_case_is_wrong_when_an_expected_output_is_missing() -> None:
         "expected": {"y": [2.0], "label": ["a"]},
         "got": {"y": [2.0], "label": None},
     }
+
+
+@pytest.mark.parametrize(
+    ("document", "got"),
+    [({"outputs": [{"name": "y"}]}, {"y": []}), ({"model_name": "toy"}, {"y": None})],
+    ids=["output-without-data", "no-outputs"],
+)
+def test_an_answer_without_the_outputs_is_a_wrong_answer_not_a_crash(document: dict[str, Any], got: Any) -> None:
+    verdict = run(Version(reply=lambda n, x: response(200, document, ms=1.0)), [case(1, [1.0])])
+    assert verdict.failing() == ["acceptance set"]
+    assert json.loads(row(verdict, "acceptance set").detail) == {"line": 1, "expected": {"y": [2.0]}, "got": got}
 
 
 def test_a_case_is_right_only_when_every_expected_output_matches() -> None:
@@ -457,6 +483,33 @@ def test_a_declared_breaking_change_does_not_replay_requests_of_the_old_signatur
     verdict = run(Version(), cases(1), breaking_change=True, replay_records=failed)
     assert row(verdict, "replay") == CriterionResult(
         "replay", False, "not replayed", ">= 20 captured requests", "could not read captured requests"
+    )
+    assert verdict.failing() == ["replay"]
+
+
+def captured(n: int) -> list[dict[str, Any]]:
+    """``n`` requests as the replaced version answered them (y = 2x, as the toy's new version does)."""
+    return [{"inputs": case(i, [float(i)]).inputs, "outputs": [y(2.0 * i)]} for i in range(n)]
+
+
+def test_replayed_records_that_agree_pass_the_gate() -> None:
+    version = Version()
+    verdict = run(version, cases(1), probe_requests=1, replay_records=captured(30))
+    assert verdict.passed, verdict.table()
+    assert row(verdict, "replay").measured == "30 requests (30 rows) replayed of the newest 30 captured"
+    assert version.requests[1:] == [[float(i)] for i in range(30)]  # each captured request, to the new version
+
+
+def test_the_replay_keeps_to_the_deadline_and_fails_when_cut_short() -> None:
+    version = Version()
+    verdict = run(version, cases(1), probe_requests=1, replay_records=captured(30), seconds_left=until(version, 5))
+    assert len(version.requests) == 5  # the case, then four captured requests
+    assert row(verdict, "replay") == CriterionResult(
+        "replay",
+        False,
+        "4 requests (4 rows) replayed of the newest 30 captured (cut short)",
+        ">= 20 captured requests, all replayed",
+        "ran out of time after 4 of 30 requests",
     )
     assert verdict.failing() == ["replay"]
 
@@ -810,6 +863,31 @@ def test_a_capture_that_cannot_be_read_fails_the_replay_closed(caplog: Any) -> N
         "could not read captured requests from s3://captures: AccessDenied: An error occurred (AccessDenied) when "
         "calling the ListObjectsV2 operation: Access Denied",
         fail=True,
+    )
+
+
+def test_reading_the_capture_stops_at_the_deadline() -> None:
+    """The replay's reading of the capture keeps to the hook's deadline: past it, no further S3 call is started (a
+    capture read that outlived the hook would leave CodeDeploy without a status)."""
+    from datetime import UTC, datetime
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    stubber = Stubber(s3)
+    prefix = "capture/model=toy/version=1/"
+    hour = f"{prefix}hour={datetime.now(UTC):%Y-%m-%d-%H}/"
+    stubber.add_response(
+        "list_objects_v2",
+        {"CommonPrefixes": [{"Prefix": hour}]},
+        {"Bucket": "captures", "Prefix": prefix, "Delimiter": "/"},
+    )
+    stubber.activate()
+    nearly_over = Deadline(lambda: 15_500, reserve_seconds=15.0)
+    records = pretraffic._replay_records(
+        {"CAPTURE_BUCKET": "captures"}, {"s3": s3}, "toy", "1", AcceptanceCriteria(), nearly_over
+    )
+    stubber.assert_no_pending_responses()
+    assert records == Unavailable(
+        f"no captured requests of version 1 in the last 24 h (s3://captures/{prefix}): nothing to replay"
     )
 
 
