@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from . import fastjson
 from .datatypes import DATATYPES, OIP_TO_NUMPY, oip_datatype_of
 from .errors import BadRequest, UnsupportedMediaType
 from .model import MAX_RANK, OnnxModel
@@ -110,10 +111,13 @@ def parse_body(body: str | bytes | None, is_base64: bool = False, header_length:
                 f"bytes as ASCII digits, at most the body's {length}"
             )
         raw, binary = data[: int(header_length)], memoryview(data)[int(header_length) :]
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    # Large float tensors without a Python float per value, where that is provably the same request (fastjson.py).
+    document = fastjson.loads(raw) if binary is None else None
+    if document is None:
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(document).__name__}")
     return Payload(document, binary, length)
@@ -417,7 +421,9 @@ def decode_v2(payload: Payload, model: OnnxModel) -> InferenceRequest:
             array = array.reshape(shape)
             offset += binary_size
         elif "data" in tensor:
-            array = to_array(name, datatype, tensor["data"], shape)
+            data = tensor["data"]
+            # An array is fastjson's: already what to_array makes of this datatype and shape.
+            array = data if isinstance(data, np.ndarray) else to_array(name, datatype, data, shape)
         else:
             raise BadRequest(f"{where}: 'data' is required (the tensor's values, row-major)")
         feeds[name] = array
