@@ -13,6 +13,7 @@ import functools
 import hashlib
 import itertools
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -530,3 +531,51 @@ def test_the_fetch_report_times_the_whole_fetch_and_all_of_its_hashing(
     assert store.fetch(uri, sha256).read_bytes() == data
 
     assert store.last_fetch == FetchReport(size=len(data), gets=6, seconds=len(data), digest_seconds=len(data))
+
+
+def test_a_failed_fetch_asks_for_no_more_parts_and_leaves_no_get_running(s3: Any, tmp_path: Path) -> None:
+    # When the first part's stream breaks, the parts queued behind the one in flight are never asked for (requests
+    # and bytes for nothing, and a later 503), and the fetch ends only with the GET in flight: no download outlives
+    # it into the next invocation (Lambda freezes the environment between invocations, threads and all).
+    uri, sha256, _ = small_artifact(s3, tmp_path, 4 * SMALL_PART)
+    fetching = threading.get_ident()
+    in_flight = threading.Event()
+    running: list[str] = []
+
+    def joining() -> bool:
+        """Whether the fetch is waiting for its threads to end (after it cancelled what was still queued)."""
+        frame = sys._current_frames().get(fetching)
+        while frame is not None:
+            if frame.f_code.co_name == "join":
+                return True
+            frame = frame.f_back
+        return False
+
+    class Breaks(ClosingBody):
+        def iter_chunks(self, chunk_size: int) -> Any:
+            in_flight.wait(timeout=10)
+            raise ConnectionResetError("connection reset by peer")
+            yield b""  # a generator, as botocore's
+
+    def fault(n: int, kwargs: dict[str, Any], response: dict[str, Any]) -> None:
+        if n == 1:
+            response["Body"] = Breaks(response["Body"].data)
+            return
+        running.append(kwargs["Range"])
+        in_flight.set()
+        for _ in range(400):  # until the fetch waits for this GET to end (2 s at most: a fetch that never does)
+            if joining():
+                break
+            threading.Event().wait(0.005)
+        running.remove(kwargs["Range"])
+
+    client = FaultyS3(s3, fault)
+    store = ModelStore(tmp_path / "cache", client, part_bytes=SMALL_PART, concurrency=1)
+
+    with pytest.raises(ArtifactUnreachable, match="failed after 0 bytes: ConnectionResetError"):
+        store.fetch(uri, sha256)
+
+    assert running == []
+    # Parts 1 and 2 were queued (2 x concurrency); part 1 was in flight when the stream broke, part 2 never asked.
+    assert [call["Range"] for call in client.calls] == ["bytes=0-999", "bytes=1000-1999"]
+    assert list((tmp_path / "cache").iterdir()) == []
