@@ -80,7 +80,7 @@ class RecordingS3:
         self.corrupt = corrupt
         self.ranges: list[str | None] = []
         self.if_match: list[str | None] = []
-        self.together = threading.Barrier(2, timeout=10)
+        self.together = threading.Barrier(2, timeout=5)
         self.lock = threading.Lock()
 
     def get_object(self, **kwargs: Any) -> dict[str, Any]:
@@ -423,7 +423,7 @@ class InFlightS3:
     """moto's client; counts the ranged GETs in flight at once (``peak``).
 
     Each ranged GET waits until two have been in flight together (a fetch that asks one range at a time fails the
-    test after 10 s instead of hanging), then lingers a moment so that a GET beyond the fetch's concurrency, had it
+    test after 3 s instead of hanging), then lingers a moment so that a GET beyond the fetch's concurrency, had it
     started one, would overlap it and show in ``peak``. The count can never exceed what the fetch really runs."""
 
     def __init__(self, s3: Any) -> None:
@@ -443,7 +443,7 @@ class InFlightS3:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
             self.changed.notify_all()
-            self.changed.wait_for(lambda: self.peak >= 2, timeout=10)
+            self.changed.wait_for(lambda: self.peak >= 2, timeout=3)
             self.changed.wait_for(lambda: self.in_flight > 2, timeout=0.05)
         try:
             return self.s3.get_object(**kwargs)
@@ -467,7 +467,7 @@ def test_the_ranges_are_fetched_as_many_at_once_as_the_concurrency_says(s3: Any,
 
 class HoldingS3:
     """moto's client, recording each GetObject's Range; the GET of ``held`` answers only once the fetch has asked
-    for ``expected`` ranges in all (at most 10 s), and a moment more for any range it should not have asked for.
+    for ``expected`` ranges in all (at most 3 s), and a moment more for any range it should not have asked for.
     ``asked_while_held``: the ranges asked for until then, while the fetch could write nothing past ``held``."""
 
     def __init__(self, s3: Any, held: str, expected: int) -> None:
@@ -483,7 +483,7 @@ class HoldingS3:
             self.ranges.append(kwargs.get("Range"))
             self.changed.notify_all()
             if kwargs.get("Range") == self.held:
-                self.changed.wait_for(lambda: len(self.ranges) >= self.expected, timeout=10)
+                self.changed.wait_for(lambda: len(self.ranges) >= self.expected, timeout=3)
                 self.changed.wait_for(lambda: len(self.ranges) > self.expected, timeout=0.1)
                 self.asked_while_held = list(self.ranges)
         return self.s3.get_object(**kwargs)
@@ -553,7 +553,7 @@ def test_a_failed_fetch_asks_for_no_more_parts_and_leaves_no_get_running(s3: Any
 
     class Breaks(ClosingBody):
         def iter_chunks(self, chunk_size: int) -> Any:
-            in_flight.wait(timeout=10)
+            in_flight.wait(timeout=3)
             raise ConnectionResetError("connection reset by peer")
             yield b""  # a generator, as botocore's
 
