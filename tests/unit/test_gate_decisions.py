@@ -789,6 +789,27 @@ def test_the_gate_judges_the_new_version_against_the_one_the_alias_serves() -> N
     assert row(verdict, "replay").measured.startswith("skipped: data capture is off in this environment")
 
 
+def test_the_gate_replays_what_the_replaced_version_captured() -> None:
+    lambda_client = Lambda({"1": Version("1"), "2": Version()}, alias="1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    stubber = Stubber(s3)
+    prefix = "capture/model=toy/version=1/"  # the replaced version's captured requests, not the new one's
+    stubber.add_response(
+        "list_objects_v2", {"CommonPrefixes": []}, {"Bucket": "captures", "Prefix": prefix, "Delimiter": "/"}
+    )
+    stubber.activate()
+    criteria = {"min_pass_rate": 0, "probe_requests": 1, "replay": {"lookback_hours": 3}}
+    environ = environment(CAPTURE_BUCKET="captures", ACCEPTANCE_CRITERIA=json.dumps(criteria))
+
+    verdict = pretraffic.run_gate(environ, {"lambda": lambda_client, "s3": s3}, Deadline(lambda: 600_000, 15.0))
+
+    stubber.assert_no_pending_responses()
+    assert row(verdict, "replay").measured == (
+        f"skipped: no captured requests of version 1 in the last 3 h (s3://captures/{prefix}): nothing to replay"
+    )
+    assert verdict.passed, verdict.table()
+
+
 def test_the_gate_reads_the_alias_the_environment_names() -> None:
     lambda_client = Lambda({"1": Version("1", signature=WIDER), "2": Version()}, alias="1", alias_name="prod")
     environ = environment(ALIAS_NAME="prod", ACCEPTANCE_CRITERIA=json.dumps({"min_pass_rate": 0, "probe_requests": 1}))
@@ -1006,3 +1027,34 @@ def test_the_hook_returns_its_status_when_no_codedeploy_client_can_be_made(monke
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")  # no region anywhere: boto3 cannot make the client
     result = pretraffic.handler(HOOK_EVENT, Context(), clients={"lambda": Lambda({"2": Version()}, alias=None)})
     assert result == {"status": "Failed"}
+
+
+class NearlyOver(Context):
+    """A Lambda context with one second left: the hook keeps a fifth of it for its answer, too little for work."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 1_000
+
+
+@pytest.mark.parametrize(("context", "status"), [(Context(), "SUCCESS"), (NearlyOver(), "FAILED")])
+def test_the_first_deploy_s_gate_keeps_to_the_hook_s_deadline(
+    monkeypatch: pytest.MonkeyPatch, context: Context, status: str
+) -> None:
+    """A CloudFormation custom resource event (the first deploy, no CodeDeploy deployment) runs the same gate
+    within the same deadline: "If no response is received before the timeout period ends, the request is
+    considered unsuccessful, and the stack operation fails" (CloudFormation User Guide, "CloudFormation custom
+    resource request and response reference")."""
+    for key, value in environment(ACCEPTANCE_CRITERIA=json.dumps({"min_pass_rate": 0, "probe_requests": 1})).items():
+        monkeypatch.setenv(key, value)
+    event = {
+        "RequestType": "Create",
+        "ResponseURL": "unanswerable",  # answered nowhere here: the answer itself is tests/functional/test_hook_faults
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/modelrail-production/0a1b2c3d",
+        "RequestId": "5c6d7e8f-request",
+        "LogicalResourceId": "FirstDeployGate",
+        "ResourceProperties": {"VersionArn": f"{FUNCTION_ARN}:2", "Model": "toy"},
+    }
+    answer = pretraffic.handler(event, context, clients={"lambda": Lambda({"2": Version()}, alias=None)})
+    assert answer["Status"] == status, answer
+    if status == "FAILED":
+        assert "ran out of time before the first request" in answer["Reason"]
