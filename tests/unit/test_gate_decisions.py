@@ -1058,3 +1058,20 @@ def test_the_first_deploy_s_gate_keeps_to_the_hook_s_deadline(
     assert answer["Status"] == status, answer
     if status == "FAILED":
         assert "ran out of time before the first request" in answer["Reason"]
+
+
+def test_the_hook_judges_within_its_own_deadline(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    """With one second left, the gate starts no call and the hook reports Failed at once: the time is the hook's
+    Lambda timeout (NearlyOver), and a hook that never reports leaves the deployment waiting on it."""
+    for key, value in environment(ACCEPTANCE_CRITERIA=json.dumps({"min_pass_rate": 0, "probe_requests": 1})).items():
+        monkeypatch.setenv(key, value)
+    codedeploy, stubber = codedeploy_expecting("Failed")
+    version = Version()
+    clients = {"lambda": Lambda({"2": version}, alias=None), "codedeploy": codedeploy}
+
+    assert pretraffic.handler(HOOK_EVENT, NearlyOver(), clients=clients) == {"status": "Failed"}
+
+    stubber.assert_no_pending_responses()
+    assert (version.metadata_requests, version.requests) == (0, [])
+    record = next(r for r in caplog.records if r.getMessage() == "acceptance verdict")
+    assert record.verdict["criteria"][0]["detail"] == "ran out of time before the first request"  # type: ignore[attr-defined]
