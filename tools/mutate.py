@@ -83,6 +83,7 @@ GROUPS = {
             "tests/functional/test_inference_api.py",
             "tests/functional/test_hostile_input.py",
             "tests/functional/test_integer_bounds.py",
+            "tests/unit/test_protocol_decoding.py",  # the decoders called directly at their edges (5 s in all)
             "-k",
             "not peak_memory",  # a 1 MB request per shape under tracemalloc: seconds a mutant, and no decoding rule
         ),
