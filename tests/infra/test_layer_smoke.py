@@ -33,7 +33,7 @@ SHARED_OBJECT = re.compile(r"\.so(\.[0-9.]+)?$")
 # What the Lambda Python runtime provides beside the layer (boto3 and its dependencies), by top-level module.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six")
 # What must come from the layer and from nowhere else.
-FROM_THE_LAYER = {"numpy", "onnxruntime", "pydantic", "pydantic_core", "aws_lambda_powertools", "orjson"}
+FROM_THE_LAYER = {"numpy", "onnxruntime", "pydantic", "pydantic_core", "aws_lambda_powertools", "orjson", "simdjson"}
 IRIS = ROOT / "models" / "iris" / "model.onnx"
 FUNCTION_PACKAGES = ("inference", "acceptance", "monitor")
 
