@@ -955,9 +955,10 @@ def test_no_acceptance_uri_is_no_acceptance_set(uri: str | None) -> None:
     assert pretraffic._acceptance_cases(environ, {"s3": object()}) == []
 
 
-def codedeploy_expecting(status: str) -> tuple[Any, Stubber]:
+def codedeploy_expecting(status: str, *, throttles: int = 0) -> tuple[Any, Stubber]:
     """CodeDeploy for the hook: GetDeployment (its AppSpec shifts to version 2), then exactly one
-    PutLifecycleEventHookExecutionStatus with ``status``. A Lambda hook's outcome is that call, not its return
+    PutLifecycleEventHookExecutionStatus with ``status`` (after ``throttles`` throttled ones: ThrottlingException,
+    HTTP 400, CodeDeploy API Reference, Common Errors). A Lambda hook's outcome is that call, not its return
     value: "Sets the result of a Lambda validation function ... Lambda validation functions return Succeeded or
     Failed" (CodeDeploy API Reference, PutLifecycleEventHookExecutionStatus; the User Guide's sample hook in
     "Create a file for your BeforeAllowTraffic Lambda function" makes it from the event's DeploymentId and
@@ -975,10 +976,17 @@ def codedeploy_expecting(status: str) -> tuple[Any, Stubber]:
         {"deploymentInfo": {"revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec}}}},
         {"deploymentId": "d-ABC123"},
     )
+    expected = {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": status}
+    for _ in range(throttles):
+        stubber.add_client_error(
+            "put_lifecycle_event_hook_execution_status",
+            "ThrottlingException",
+            "Rate exceeded",
+            400,
+            expected_params=expected,
+        )
     stubber.add_response(
-        "put_lifecycle_event_hook_execution_status",
-        {"lifecycleEventHookExecutionId": "hook-1"},
-        {"deploymentId": "d-ABC123", "lifecycleEventHookExecutionId": "hook-1", "status": status},
+        "put_lifecycle_event_hook_execution_status", {"lifecycleEventHookExecutionId": "hook-1"}, expected
     )
     stubber.activate()
     return codedeploy, stubber
@@ -1075,3 +1083,20 @@ def test_the_hook_judges_within_its_own_deadline(monkeypatch: pytest.MonkeyPatch
     assert (version.metadata_requests, version.requests) == (0, [])
     record = next(r for r in caplog.records if r.getMessage() == "acceptance verdict")
     assert record.verdict["criteria"][0]["detail"] == "ran out of time before the first request"  # type: ignore[attr-defined]
+
+
+def test_a_throttled_report_is_not_retried_past_the_hook_s_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One second left: a throttled report is not tried again (each try may take 5 s, and Lambda stops the hook at
+    its timeout, mid-call); the first try is the hook's one chance, and the hook still returns its status."""
+    for key, value in environment().items():
+        monkeypatch.setenv(key, value)
+    codedeploy, _ = codedeploy_expecting("Failed", throttles=1)
+    tries: list[str] = []
+    codedeploy.meta.events.register(
+        "before-parameter-build.codedeploy.PutLifecycleEventHookExecutionStatus", lambda **_: tries.append("put")
+    )
+
+    result = pretraffic.handler(HOOK_EVENT, NearlyOver(), clients={"codedeploy": codedeploy, "lambda": object()})
+
+    assert result == {"status": "Failed"}
+    assert tries == ["put"]
