@@ -40,6 +40,7 @@ class Group:
     """mutmut names (module.x_function, module.xǁClassǁmethod) of the functions mutated; none: every function.
     The decision paths only, where the tests that judge them are functional (a few seconds each under mutation)."""
     slow: bool = False  # only with --slow: its tests are the rehearsal's own, end to end
+    pytest_args: tuple[str, ...] = ()  # for every pytest run of the group (mutmut's pytest_add_cli_args)
 
 
 def _in(module: str, *names: str) -> tuple[str, ...]:
@@ -70,12 +71,33 @@ GROUPS = {
     "hooks": Group(
         tuple(f"functions/acceptance/{name}.py" for name in ("posttraffic", "pretraffic", "gate", "codedeploy")),
         (
+            "tests/unit/test_gate_decisions.py",  # the gate's rules and the pre-traffic hook, on toy versions
             "tests/functional/test_post_traffic_shift.py",
             "tests/functional/test_acceptance.py",
             "tests/functional/test_hook_faults.py",
         ),
         _in("functions/acceptance/posttraffic.py", "handler", "check_alias")
-        + _in("functions/acceptance/codedeploy.py", "report", "check_target_version"),
+        + _in("functions/acceptance/codedeploy.py", "report", "check_target_version")
+        + _in(
+            "functions/acceptance/pretraffic.py",
+            "handler",
+            "run_gate",
+            "_current_version",
+            "_replay_records",
+            "_acceptance_cases",
+        )
+        + _in(
+            "functions/acceptance/gate.py",
+            "evaluate",
+            "score_cases",
+            "outputs_match",
+            "signature_differences",
+            "output_differences",
+            "output_kind",
+            "parse_cases",
+            "Verdict.failing",  # not Verdict.passed: mutmut leaves decorated functions (a property) alone
+        ),
+        pytest_args=("-p", "tests.mutation_order"),  # unit tests first: most gate mutants die in milliseconds
     ),
     "protocol decoding": Group(
         ("functions/inference/protocol.py",),
@@ -155,6 +177,8 @@ def prepare(name: str, group: Group) -> Path:
         "pytest_add_cli_args_test_selection": list(group.tests),
         "do_not_mutate_patterns": TEXT_ONLY,
     }
+    if group.pytest_args:
+        config["pytest_add_cli_args"] = list(group.pytest_args)
     # pytest's own settings (pythonpath, markers, warnings) as the project has them, then mutmut's.
     text = (ROOT / "pyproject.toml").read_text()
     text += "\n[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items())
