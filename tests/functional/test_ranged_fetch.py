@@ -69,15 +69,17 @@ def large_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 class RecordingS3:
-    """moto's client, recording each GetObject's Range; ``corrupt`` flips a byte in the answer to that range.
+    """moto's client, recording each GetObject's Range; ``corrupt`` flips a byte in the answer to that range;
+    ``limit``: GETs beyond that many fail (the fetch with them), a fetch asking for bytes twice ends at once.
 
     The first two ranged GETs after the first part wait for each other at a barrier: a fetch that asked for them
     one after the other would break it (and fail the test) instead of passing by luck.
     """
 
-    def __init__(self, s3: Any, corrupt: str | None = None) -> None:
+    def __init__(self, s3: Any, corrupt: str | None = None, limit: int | None = None) -> None:
         self.s3 = s3
         self.corrupt = corrupt
+        self.limit = limit
         self.ranges: list[str | None] = []
         self.if_match: list[str | None] = []
         self.together = threading.Barrier(2, timeout=5)
@@ -88,6 +90,8 @@ class RecordingS3:
             self.ranges.append(kwargs.get("Range"))
             self.if_match.append(kwargs.get("IfMatch"))
             order = len(self.ranges)
+        if self.limit is not None and order > self.limit:
+            raise AssertionError(f"GET {order} of an object that takes {self.limit}")
         if order in (2, 3):
             self.together.wait()
         response = self.s3.get_object(**kwargs)
@@ -121,7 +125,7 @@ def test_large_artifact_comes_in_concurrent_ranges_reassembled_in_order(
     uri, sha256 = upload(s3, large_model.path, "large")
     size = large_model.path.stat().st_size
     part = large_model.part_bytes
-    recording = RecordingS3(s3)
+    recording = RecordingS3(s3, limit=-(-size // part))
 
     path = ModelStore(tmp_path / "cache", recording, **large_model.options).fetch(uri, sha256)
 
