@@ -118,6 +118,8 @@ GROUPS = {
             "tests/functional/test_ranged_fetch.py",  # the concurrent ranged GETs, digest in order, a corrupted range
             "tests/functional/test_prefetch.py",
             "tests/functional/test_cold_start_faults.py",  # streams broken mid-download, retries, whitespace digests
+            "-m",
+            "not large_model",  # the 46 MB model's fetches (seconds a mutant); their 300 kB twins judge the same code
         ),
         _in(
             "functions/inference/store.py",
@@ -128,6 +130,7 @@ GROUPS = {
             "_total_size",
             "_parts",
         ),
+        pytest_args=("-p", "tests.store_mutation_order"),  # the store's own small-artifact tests first
     ),
     "drift statistics": Group(
         ("functions/monitor/stats.py",),
