@@ -27,7 +27,7 @@ from .model import MAX_RANK
 try:
     import simdjson
 except ImportError:  # a local environment without it: the orjson path, same answers, slower
-    simdjson = None
+    simdjson = None  # type: ignore[assignment]
 
 
 def _prefer_avx2() -> None:
@@ -160,12 +160,10 @@ def _floats(data: Any, datatype: Any, shape: Any) -> tuple[np.ndarray, int] | No
     size = math.prod(shape)
     if size <= SMALL:
         return None
-    if len(data) == size:
-        nested = 1  # flat (or a shape whose other dimensions are all 1, nested: then the count below refuses it)
-    else:
-        nested = _nested_as(data, shape)
-        if nested is None:
-            return None
+    # Flat (or nested as a shape whose other dimensions are all 1: then the caller's '[' count refuses it), or nested.
+    nested = 1 if len(data) == size else _nested_as(data, shape)
+    if nested is None:
+        return None
     doubles = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
     if len(doubles) != size:
         return None

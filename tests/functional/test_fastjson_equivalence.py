@@ -103,6 +103,14 @@ def nest(values: list[Any], shape: list[int]) -> list[Any]:
     return values
 
 
+def last_level(nested: list[Any], rank: int) -> list[list[Any]]:
+    """The arrays of the shape's last dimension, in order."""
+    level = [nested]
+    for _ in range(rank - 1):
+        level = [child for array in level for child in array]
+    return level
+
+
 @st.composite
 def float_data(draw: st.DrawFn, shape: list[int]) -> Any:
     """Data for ``shape``: flat or nested as the shape (or as another one), mostly plain numbers, with a few edge
@@ -119,9 +127,13 @@ def float_data(draw: st.DrawFn, shape: list[int]) -> Any:
         values.pop()
     elif change == "add":
         values.append(draw(plain_numbers))
-    layout = draw(st.sampled_from(["flat", "flat", "nested", "nested", "other"]))
-    if layout == "nested" and len(values) == size and size:
-        return nest(values, shape)
+    layout = draw(st.sampled_from(["flat", "flat", "nested", "nested", "ragged", "other"]))
+    if layout in ("nested", "ragged") and len(values) == size and size:
+        nested = nest(values, shape)
+        rows = last_level(nested, len(shape))
+        if layout == "ragged" and len(rows) > 1:
+            rows[1].append(rows[0].pop())  # as many values, rows of other lengths: [[1, 2], [3, 4, 5, 6]]
+        return nested
     if layout == "other" and len(values) % 2 == 0 and values:
         return nest(values, [len(values) // 2, 2])
     return values
@@ -311,6 +323,7 @@ def _with(position: int, token: str, shape: str = "[1, 784]", datatype: str = "F
         _with(5, "[]", then="[1, 2]").replace('"name": "x"', '"name": "\\u005b"'),  # and an escaped '['
         _with(5, "1").replace('"name": "x"', '"name": "a[b"'),  # a '[' in a string: the count leaves it to orjson
         _with(5, "1", shape="[2, 392]"),
+        request([ROW[:391], ROW[391:]], [2, 392]),  # ragged: 391 and 393 values, 784 in all
         _with(5, "1", shape="[1, 783]"),
         _with(5, "1", shape="[0, 784]"),
     ],
