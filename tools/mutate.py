@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ORDER_VARIABLE = "MUTATE_TEST_ORDER"  # read by tests/mutation_order.py
 WORK = ROOT / ".mutate"
 CODE = ("functions", "spec", "modelrail", "models", "bench", "tests")  # bench: the ranged-fetch tests build its model
 
@@ -36,11 +37,12 @@ CODE = ("functions", "spec", "modelrail", "models", "bench", "tests")  # bench: 
 class Group:
     modules: tuple[str, ...]
     tests: tuple[str, ...]
+    """pytest's arguments; its test files in the order a mutant's tests run (tests/mutation_order.py): the ones that
+    kill the most mutants soonest first."""
     functions: tuple[str, ...] = ()
     """mutmut names (module.x_function, module.xǁClassǁmethod) of the functions mutated; none: every function.
     The decision paths only, where the tests that judge them are functional (a few seconds each under mutation)."""
     slow: bool = False  # only with --slow: its tests are the rehearsal's own, end to end
-    pytest_args: tuple[str, ...] = ()  # for every pytest run of the group (mutmut's pytest_add_cli_args)
 
 
 def _in(module: str, *names: str) -> tuple[str, ...]:
@@ -97,15 +99,14 @@ GROUPS = {
             "parse_cases",
             "Verdict.failing",  # not Verdict.passed: mutmut leaves decorated functions (a property) alone
         ),
-        pytest_args=("-p", "tests.mutation_order"),  # unit tests first: most gate mutants die in milliseconds
     ),
     "protocol decoding": Group(
         ("functions/inference/protocol.py",),
         (
+            "tests/unit/test_protocol_decoding.py",  # the decoders called directly at their edges (5 s in all)
             "tests/functional/test_inference_api.py",
             "tests/functional/test_hostile_input.py",
             "tests/functional/test_integer_bounds.py",
-            "tests/unit/test_protocol_decoding.py",  # the decoders called directly at their edges (5 s in all)
             "-k",
             "not peak_memory",  # a 1 MB request per shape under tracemalloc: seconds a mutant, and no decoding rule
         ),
@@ -114,10 +115,10 @@ GROUPS = {
     "artifact store": Group(
         ("functions/inference/store.py",),
         (
-            "tests/functional/test_model_store.py",
             "tests/functional/test_ranged_fetch.py",  # the concurrent ranged GETs, digest in order, a corrupted range
-            "tests/functional/test_prefetch.py",
+            "tests/functional/test_model_store.py",
             "tests/functional/test_cold_start_faults.py",  # streams broken mid-download, retries, whitespace digests
+            "tests/functional/test_prefetch.py",  # moto's server over HTTP: the slowest, last
             "-m",
             "not large_model",  # the 46 MB model's fetches (seconds a mutant); their 300 kB twins judge the same code
         ),
@@ -130,7 +131,6 @@ GROUPS = {
             "_total_size",
             "_parts",
         ),
-        pytest_args=("-p", "tests.store_mutation_order"),  # the store's own small-artifact tests first
     ),
     "drift statistics": Group(
         ("functions/monitor/stats.py",),
@@ -180,8 +180,7 @@ def prepare(name: str, group: Group) -> Path:
         "pytest_add_cli_args_test_selection": list(group.tests),
         "do_not_mutate_patterns": TEXT_ONLY,
     }
-    if group.pytest_args:
-        config["pytest_add_cli_args"] = list(group.pytest_args)
+    config["pytest_add_cli_args"] = ["-p", "tests.mutation_order"]
     # pytest's own settings (pythonpath, markers, warnings) as the project has them, then mutmut's.
     text = (ROOT / "pyproject.toml").read_text()
     text += "\n[tool.mutmut]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items())
@@ -208,7 +207,7 @@ def run(name: str, group: Group, max_children: int, every_function: bool = False
             cwd=where,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", ORDER_VARIABLE: " ".join(group.tests)},
             check=False,
         )
     if done.returncode != 0:
