@@ -51,7 +51,8 @@ _PRUNED_SUFFIXES = (".pyc", ".pyo", ".pyi", ".c", ".h", ".cpp", ".pxd")
 # PT_LOAD segments whose p_offset and p_vaddr disagree modulo the page size, which glibc refuses at import
 # ("ELF load command address/offset not page-aligned"). Unstripped, the layer weighs 95.3 MB (arm64) and
 # 107.4 MB (x86_64) with pysimdjson 7.0.2 (its simdjson kernels ~6-8 MB), within TARGET_UNZIPPED_MB; stripping only
-# what stays loadable would save about 0.6 MB, and would make the layer's bytes depend on which strip the building host has.
+# what stays loadable would save about 0.6 MB, and would make the layer's bytes depend on which strip the building
+# host has.
 
 
 class LayerBuildError(RuntimeError):
