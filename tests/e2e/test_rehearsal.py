@@ -77,6 +77,7 @@ class Rollout:
         thresholds = AlarmThresholds(period_seconds=10, evaluation_periods=1, datapoints_to_alarm=1)
         self.alarms = [AlarmEvaluator(d, self.store, "root", FUNCTION, "2") for d in thresholds.definitions()]
         self.decisions: list[str] = []
+        self.shifted_to: list[dict[str, float]] = []  # the alias's weights as each shift is announced
         self.stop = threading.Event()
         self.controller = DeploymentController(
             model="root",
@@ -95,6 +96,8 @@ class Rollout:
 
     def _decided(self, _: float, message: str) -> None:
         self.decisions.append(message)
+        if message.startswith("alias live:"):
+            self.shifted_to.append(self.alias.weights())
         self.after_decision(message)
 
     def fail_after(self, decision: str) -> None:
@@ -136,6 +139,9 @@ def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: Loca
     assert result.outcome == "promoted"
     shifts = [d for d in rollout.decisions if d.startswith("alias live:")]
     assert shifts == [f"alias live: {100 - p}% version 1, {p}% version 2" for p in (25, 50, 75, 100)]
+    # What the alias routes, not only what the controller says it routes: a canary that shifted everything at once
+    # would pass the message check.
+    assert rollout.shifted_to == [{"1": 1 - p / 100, "2": p / 100} for p in (25, 50, 75)] + [{"2": 1.0}]
     assert rollout.decisions[-1].startswith("post-traffic hook passed")
     assert rollout.alias.weights() == {"2": 1.0}
 
