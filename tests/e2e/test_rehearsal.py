@@ -78,6 +78,7 @@ class Rollout:
         self.alarms = [AlarmEvaluator(d, self.store, "root", FUNCTION, "2") for d in thresholds.definitions()]
         self.decisions: list[str] = []
         self.shifted_to: list[dict[str, float]] = []  # the alias's weights as each shift is announced
+        self.decided_at: list[float] = []  # rehearsed time of each decision
         self.stop = threading.Event()
         self.controller = DeploymentController(
             model="root",
@@ -94,8 +95,9 @@ class Rollout:
         )
         self.after_decision: Callable[[str], None] = lambda message: None  # runs in the controller's thread
 
-    def _decided(self, _: float, message: str) -> None:
+    def _decided(self, at: float, message: str) -> None:
         self.decisions.append(message)
+        self.decided_at.append(at)
         if message.startswith("alias live:"):
             self.shifted_to.append(self.alias.weights())
         self.after_decision(message)
@@ -144,6 +146,13 @@ def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: Loca
     assert rollout.shifted_to == [{"1": 1 - p / 100, "2": p / 100} for p in (25, 50, 75)] + [{"2": 1.0}]
     assert rollout.decisions[-1].startswith("post-traffic hook passed")
     assert rollout.alias.weights() == {"2": 1.0}
+    # The result the rehearsal's report prints: why, when and on which verdict it was decided.
+    assert result.reason == "all hooks passed and no alarm fired"
+    assert result.verdict is not None
+    assert result.verdict.passed
+    assert result.decided_at >= rollout.decided_at[-1]
+    gate = result.verdict.criteria[-1].measured  # no capture here: nothing replayed, the last row is shown
+    assert f"pre-traffic hook passed ({len(rollout.controller.cases)} acceptance cases, {gate})" in rollout.decisions
 
 
 def test_hook_failure_blocks_with_no_traffic(cloud: LocalCloud, tmp_path: Path) -> None:
@@ -151,6 +160,9 @@ def test_hook_failure_blocks_with_no_traffic(cloud: LocalCloud, tmp_path: Path) 
     result = rollout.run()
     assert result.outcome == "blocked"
     assert result.reason == "pre-traffic hook failed: acceptance set"
+    assert result.verdict is not None
+    assert result.verdict.failing() == ["acceptance set"]
+    assert result.decided_at >= rollout.decided_at[-1]
     assert rollout.alias.weights() == {"1": 1.0}
     assert "2" not in rollout.alias.stats
     assert not any(d.startswith("alias live:") for d in rollout.decisions)
@@ -162,6 +174,8 @@ def test_alarm_during_canary_rolls_back(cloud: LocalCloud, tmp_path: Path) -> No
     result = rollout.run()
     assert result.outcome == "rolled_back"
     assert result.reason.startswith("alarm model-error-rate in ALARM")
+    assert result.verdict is not None
+    assert result.verdict.passed
     assert rollout.alias.weights() == {"1": 1.0}
     assert not any("100% version 2" in d for d in rollout.decisions)
 
@@ -216,6 +230,8 @@ def test_a_partly_shifted_alias_fails_the_post_traffic_check_and_rolls_back(clou
     assert result.outcome == "rolled_back"
     # The hook's ten probes: nine answered by the new version, the tenth by the old one.
     assert result.reason == f"post-traffic hook failed: the alias answered with versions {['2'] * 9 + ['1']}"
+    assert result.verdict is not None
+    assert result.verdict.passed
     assert rollout.alias.weights() == {"1": 1.0}
     assert not any(d.startswith("post-traffic hook passed") for d in rollout.decisions)
 
