@@ -39,6 +39,20 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
 
 DATATYPES = tuple(OIP_TO_NUMPY)
 
+# The largest finite magnitude of each float datatype, as a Python float.
+FLOAT_BOUNDS = {d: float(np.finfo(t).max) for d, t in OIP_TO_NUMPY.items() if t.kind == "f"}
+
+
+def floats_within_range(doubles: np.ndarray, datatype: str) -> np.ndarray | None:
+    """float64 values as the float datatype's array, or None when one is outside its finite range. Every value is
+    within +-bound exactly when the largest is at most bound and the smallest at least -bound (NaN fails both
+    comparisons): then the cast cannot overflow to inf."""
+    bound = FLOAT_BOUNDS[datatype]
+    if not (doubles.max() <= bound and doubles.min() >= -bound):
+        return None
+    target = OIP_TO_NUMPY[datatype]
+    return doubles if target == doubles.dtype else doubles.astype(target)
+
 
 def oip_datatype_of(array: np.ndarray) -> str:
     """The Open Inference Protocol datatype of a numpy array produced by a model."""

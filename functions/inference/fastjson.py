@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .datatypes import OIP_TO_NUMPY
+from .datatypes import FLOAT_BOUNDS, floats_within_range
 from .model import MAX_RANK
 
 try:
@@ -50,8 +50,6 @@ SMALL = 64
 # Smaller bodies go to orjson straight away: it parses one in a few microseconds, and a parse here that ends in
 # None (iris's one row of four floats: ~170 bytes) would be time lost on every request.
 MIN_BYTES = 1024
-_FLOATS = {d: t for d, t in OIP_TO_NUMPY.items() if t.kind == "f"}
-_BOUND = {d: float(np.finfo(t).max) for d, t in _FLOATS.items()}
 # What simdjson raises on a document it refuses (ValueError, UnicodeError), a type it will not convert
 # (TypeError), a depth or big integer it cannot hold (RuntimeError), a lookup (LookupError) or an allocation.
 _REFUSALS = (ValueError, TypeError, RuntimeError, LookupError, MemoryError)
@@ -153,7 +151,7 @@ def _python(value: Any) -> Any:
 def _floats(data: Any, datatype: Any, shape: Any) -> tuple[np.ndarray, int] | None:
     """The data as ``protocol.to_array`` decodes it and the number of JSON arrays its nesting takes, or None when
     it is not flat or nested as the shape, not all numbers, or not all within the datatype's range."""
-    if type(datatype) is not str or datatype not in _FLOATS or not isinstance(data, simdjson.Array):
+    if type(datatype) is not str or datatype not in FLOAT_BOUNDS or not isinstance(data, simdjson.Array):
         return None
     if type(shape) is not list or not 0 < len(shape) <= MAX_RANK or not all(type(d) is int and d > 0 for d in shape):
         return None
@@ -167,12 +165,9 @@ def _floats(data: Any, datatype: Any, shape: Any) -> tuple[np.ndarray, int] | No
     doubles = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
     if len(doubles) != size:
         return None
-    # The range check of protocol._flat_floats: every value within +-bound, so the cast cannot overflow.
-    bound = _BOUND[datatype]
-    if not (doubles.max() <= bound and doubles.min() >= -bound):
+    array = floats_within_range(doubles, datatype)  # the range check and cast of protocol._flat_floats
+    if array is None:
         return None
-    target = _FLOATS[datatype]
-    array = doubles if target == doubles.dtype else doubles.astype(target)
     return array.reshape(shape), nested
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from . import fastjson
-from .datatypes import DATATYPES, OIP_TO_NUMPY, oip_datatype_of
+from .datatypes import DATATYPES, FLOAT_BOUNDS, OIP_TO_NUMPY, floats_within_range, oip_datatype_of
 from .errors import BadRequest, UnsupportedMediaType
 from .model import MAX_RANK, OnnxModel
 
@@ -283,25 +283,21 @@ def _typed(
 
 
 _SMALL = 64
-_FLOAT_BOUND = {d: float(np.finfo(t).max) for d, t in OIP_TO_NUMPY.items() if t.kind == "f"}
 
 
-def _flat_floats(data: list[Any], datatype: str, target: np.dtype[Any]) -> np.ndarray | None:
+def _flat_floats(data: list[Any], datatype: str) -> np.ndarray | None:
     """Flat float data of the shape's size whose values are all numbers within the datatype's range, as one flat
     array; None for anything else (a bool, a string, nesting, a value out of range...), which the general path
     then decodes and refuses with its own message. What it skips beside _flatten and _typed: the errstate context,
     the isfinite temporary and its reduction, the index array of 0.0/1.0 values (a few microseconds per numpy
     call, most of the decoding of one 784-value row).
-
-    Every number is within +-bound exactly when the largest is at most bound and the smallest at least -bound
-    (NaN, which JSON cannot carry, would fail both comparisons): then the cast to ``target`` cannot overflow.
     """
     try:
         doubles = np.frombuffer(struct.pack(f"{len(data)}d", *data), dtype=np.float64)
     except struct.error:  # a string, null, an array or an object among them
         return None
-    bound = _FLOAT_BOUND[datatype]
-    if not (doubles.max() <= bound and doubles.min() >= -bound):
+    array = floats_within_range(doubles, datatype)
+    if array is None:
         return None
     # struct.pack takes true and false as 1.0 and 0.0: where those values are, look at what the client sent.
     ones_or_zeros = doubles == 0.0
@@ -310,7 +306,7 @@ def _flat_floats(data: list[Any], datatype: str, target: np.dtype[Any]) -> np.nd
         suspects = np.flatnonzero(ones_or_zeros)
         if bool in _kinds(data) if len(suspects) * 16 > len(data) else any(type(data[i]) is bool for i in suspects):
             return None
-    return doubles if target == doubles.dtype else doubles.astype(target)
+    return array
 
 
 def to_array(name: str, datatype: str, data: Any, shape: list[int]) -> np.ndarray:
@@ -323,11 +319,11 @@ def to_array(name: str, datatype: str, data: Any, shape: list[int]) -> np.ndarra
         # general path's vectorized checks cost a microsecond or two per numpy call whatever the size. type() is
         # exact, so a bool (an int subclass) takes the general path and its error; so does a value past the
         # datatype's range (it would become inf).
-        bound = _FLOAT_BOUND[datatype]
+        bound = FLOAT_BOUNDS[datatype]
         if all((type(v) is float or type(v) is int) and -bound <= v <= bound for v in data):
             return np.array(data, dtype=target).reshape(shape)
     elif target.kind == "f" and type(data) is list and len(data) == size:
-        flat = _flat_floats(data, datatype, target)
+        flat = _flat_floats(data, datatype)
         if flat is not None:
             return flat.reshape(shape)
     values, dims, kinds, doubles = _flatten(where, "data", data, size, target.kind == "f")
