@@ -235,6 +235,9 @@ class Env:
     FUNCTION_VERSION = EnvVar(
         "AWS_LAMBDA_FUNCTION_VERSION", (Function.INFERENCE,), "set by the Lambda runtime: the version serving"
     )
+    FUNCTION_MEMORY_SIZE = EnvVar(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", (Function.INFERENCE,), "set by the Lambda runtime: MB, hence the vCPU share"
+    )
     NEW_VERSION_ARN = EnvVar("NEW_VERSION_ARN", _HOOKS, "the version the deployment shifts to", required=True)
     ALIAS_NAME = EnvVar("ALIAS_NAME", _HOOKS, "the alias CodeDeploy shifts (default live)")
     ACCEPTANCE_CRITERIA = EnvVar(
@@ -284,6 +287,7 @@ ENV_VARS: tuple[EnvVar, ...] = (
     Env.CAPTURE_SAMPLE_RATE,
     Env.CAPTURE_EXCLUDE_INPUTS,
     Env.FUNCTION_VERSION,
+    Env.FUNCTION_MEMORY_SIZE,
     Env.NEW_VERSION_ARN,
     Env.ALIAS_NAME,
     Env.ACCEPTANCE_CRITERIA,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from .catalog import Env
 from .datatypes import ONNX_TO_OIP
 from .errors import BadRequest, ModelFault, NonFiniteOutput, PayloadTooLarge
 
@@ -65,8 +66,8 @@ class TensorSpec:
 def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     """Session options for Lambda rather than for a dedicated server.
 
-    - Threads: one intra-op thread per vCPU the function really has (Lambda gives 1 vCPU per 1,769 MB,
-      while onnxruntime's default reads the host's cores and oversubscribes); no inter-op parallelism,
+    - Threads: one intra-op thread per vCPU the function really has (``available_cpus``: Lambda gives 1 vCPU per
+      1,769 MB, while onnxruntime's default reads the cores it sees and oversubscribes); no inter-op parallelism,
       requests are served one at a time per execution environment.
     - No spinning: by default idle pool threads busy-wait after every run, burning billed CPU between
       requests and stealing the one vCPU from the handler's own JSON work.
@@ -86,8 +87,22 @@ def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
     return options
 
 
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# "At 1,769 MB, a function has the equivalent of one vCPU (one vCPU-second of credits per second)": AWS Lambda
+# Developer Guide, "Configuring Lambda function memory". The cores a function sees are not that share: Lambda shows
+# 2 from 128 to 3,008 MB and up to 6 at 10,240 MB, and throttles the process to its memory's share of them.
+MB_PER_VCPU = 1769
+
+
+def available_cpus(environ: Mapping[str, str] = os.environ) -> int:
+    """The vCPUs whose time the function really has: the cores it sees, and on Lambda no more than its memory's
+    share of them (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, which the runtime sets: Lambda Developer Guide, "Defined
+    runtime environment variables"), at least one. A 1,024 MB function sees 2 cores but has 0.58 of one: a second
+    intra-op thread there only splits a quota that the first one alone uses up, and adds a wake-up to every run."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    memory = environ.get(Env.FUNCTION_MEMORY_SIZE.name, "")
+    if memory.isdigit():
+        return max(1, min(cores, int(memory) // MB_PER_VCPU))
+    return cores
 
 
 class OnnxModel:

@@ -55,7 +55,7 @@ def execution_environment(
         **function,
         "AWS_LAMBDA_FUNCTION_NAME": f"modelrail-{function[Env.MODEL_NAME.name]}",
         Env.FUNCTION_VERSION.name: version,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        Env.FUNCTION_MEMORY_SIZE.name: "1024",  # the spec's default memory_mb: 0.58 of a vCPU, one intra-op thread
         Env.MODEL_CACHE_DIR.name: str(cache_dir),  # each environment has its own /tmp
         Env.POWERTOOLS_TRACE_DISABLED.name: "true",  # no X-Ray daemon locally
     }

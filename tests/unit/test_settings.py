@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from functions.inference.model import session_options
 from functions.inference.service import Settings
 
 GOOD = {
@@ -56,3 +59,31 @@ def test_every_problem_is_reported_at_once() -> None:
         "MODEL_SHA256",
         "MAX_BATCH_ROWS",
     ]
+
+
+# Lambda Developer Guide, "Configuring Lambda function memory": "At 1,769 MB, a function has the equivalent of one
+# vCPU"; the cores it sees are more (2 from 128 to 3,008 MB, up to 6 at 10,240 MB) and its process is throttled to its
+# share. The runtime names the memory in AWS_LAMBDA_FUNCTION_MEMORY_SIZE ("Defined runtime environment variables").
+@pytest.mark.parametrize(
+    ("memory_mb", "cores", "threads"),
+    [
+        ("128", 2, 1),
+        ("1024", 2, 1),  # the spec's default: 0.58 of a vCPU, on 2 visible cores
+        ("3008", 2, 1),  # 1.7 vCPUs' worth: one thread runs whole, a second would share the rest with it
+        ("3538", 3, 2),
+        ("10240", 6, 5),
+        ("10240", 2, 2),  # never more threads than cores
+        (None, 2, 2),  # not on Lambda (a laptop, the bench's floor without the variable): the cores
+        ("", 2, 2),
+    ],
+)
+def test_intra_op_threads_follow_the_functions_vcpu_share(
+    monkeypatch: pytest.MonkeyPatch, memory_mb: str | None, cores: int, threads: int
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    if memory_mb is None:
+        monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb)
+    assert session_options().intra_op_num_threads == threads
+    assert session_options(intra_op_threads=3).intra_op_num_threads == 3  # ORT_INTRA_OP_THREADS still decides
