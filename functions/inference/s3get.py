@@ -10,7 +10,7 @@ a profile) :func:`environment_client` answers None and the caller uses boto3.
 Failures look like botocore's to the store: an exception whose ``response`` holds ``Error.Code`` (NoSuchKey,
 AccessDenied, ...), so ``store.py`` classifies them the same way. Like botocore's standard retry mode, a GET that
 meets a 5xx, a throttle or a connection error is tried up to 3 times with backoff; the read timeout bounds a
-stalled stream.
+stalled stream. A certificate that fails verification (an untrusted CA, another host's name) is not tried again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hmac
 import http.client
 import random
 import re
+import ssl
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -158,6 +159,11 @@ class S3GetClient:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return self._get(url, headers)
+            except ssl.SSLCertVerificationError:
+                # The same server presents the same certificate a moment later: two more handshakes and their sleeps
+                # would only delay the failure (botocore's standard mode retries it as a connection error). The
+                # service tries the whole load again after its own backoff (service.py).
+                raise
             except (S3Error, OSError, http.client.HTTPException) as exc:
                 retried = isinstance(exc, OSError | http.client.HTTPException) or (
                     exc.status >= 500 or exc.response["Error"]["Code"] in _RETRIED_CODES
