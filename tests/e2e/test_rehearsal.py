@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from functions.acceptance.events import rest_proxy_event
+from functions.acceptance.replay import answered_records
 from functions.monitor.capture import CaptureReader, parse_records
 from modelrail.local.environment import LocalCloud
 from modelrail.rehearsal.alarms import AlarmEvaluator
@@ -52,6 +53,18 @@ def cloud() -> Iterator[LocalCloud]:
         yield cloud
 
 
+class RecordingClock(RehearsalClock):
+    """The rehearsal's clock, noting each wait asked of it: (rehearsed target, the event that may interrupt it)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__(scale)
+        self.waits: list[tuple[float, threading.Event | None]] = []
+
+    def sleep_until(self, rehearsed: float, interrupt: threading.Event | None = None, step: float = 0.05) -> bool:
+        self.waits.append((rehearsed, interrupt))
+        return super().sleep_until(rehearsed, interrupt, step)
+
+
 class Rollout:
     """A controller over two real workers, with a record of its decisions and a hand on the metrics."""
 
@@ -63,12 +76,15 @@ class Rollout:
         *,
         good_candidate: bool = True,
         alias: type[WeightedAlias] = WeightedAlias,
+        scale: float = 600,  # ten rehearsed minutes per second
+        latency_budget_ms: float | None = None,
+        replayed_requests: int = 0,
     ):
         baseline = bundle(tmp_path / "baseline", 2.0)
         candidate = bundle(tmp_path / "candidate", 2.0 if good_candidate else 3.0)
         self.old = cloud.start_worker(cloud.deploy(baseline), "1")
         self.new = cloud.start_worker(cloud.deploy(candidate), "2")
-        self.clock = RehearsalClock(600)  # ten rehearsed minutes per second
+        self.clock = RecordingClock(scale)
         self.store = MetricStore()
         self.alias = alias(FUNCTION, self.clock, self.store)
         for worker in (self.old, self.new):
@@ -80,18 +96,25 @@ class Rollout:
         self.shifted_to: list[dict[str, float]] = []  # the alias's weights as each shift is announced
         self.decided_at: list[float] = []  # rehearsed time of each decision
         self.stop = threading.Event()
+        criteria = candidate.settings.acceptance
+        if latency_budget_ms is not None:
+            criteria = criteria.model_copy(update={"latency_budget_ms": latency_budget_ms})
+        # The old version's answers to requests it served, as its data capture would have recorded them.
+        inputs = [[{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [i, i * i]}] for i in range(1, 25)]
+        captured = answered_records("root", lambda event: self.old.invoke(event).response, inputs, version="1")
         self.controller = DeploymentController(
             model="root",
             alias=self.alias,
             baseline=self.old,
             candidate=self.new,
             cases=candidate.acceptance_cases(),
-            criteria=candidate.settings.acceptance,
+            criteria=criteria,
             policy=policy,
             alarms=self.alarms,
             clock=self.clock,
             decide=self._decided,
             stop=self.stop,
+            replay=(lambda: captured[:replayed_requests]) if replayed_requests else None,
         )
         self.after_decision: Callable[[str], None] = lambda message: None  # runs in the controller's thread
 
@@ -136,7 +159,8 @@ LINEAR = RolloutPolicy(kind="linear", percentage=25, interval_minutes=2)
 
 
 def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: LocalCloud, tmp_path: Path) -> None:
-    rollout = Rollout(cloud, tmp_path, LINEAR)
+    # One rehearsed minute per second: a step late by a few rehearsed seconds is then tens of milliseconds late.
+    rollout = Rollout(cloud, tmp_path, LINEAR, scale=60)
     result = rollout.run()
     assert result.outcome == "promoted"
     shifts = [d for d in rollout.decisions if d.startswith("alias live:")]
@@ -153,15 +177,28 @@ def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: Loca
     assert result.decided_at >= rollout.decided_at[-1]
     gate = result.verdict.criteria[-1].measured  # no capture here: nothing replayed, the last row is shown
     assert f"pre-traffic hook passed ({len(rollout.controller.cases)} acceptance cases, {gate})" in rollout.decisions
+    # Each step when the policy says, counted from the gate's pass (CodeDeploy's Linear25PercentEvery2Minutes
+    # shifts at 0, 2, 4 and 6 minutes), give or take the few rehearsed seconds a shift itself takes here.
+    passed_at = rollout.decided_at[next(i for i, d in enumerate(rollout.decisions) if d.startswith("pre-traffic"))]
+    shifted_at = [at for at, d in zip(rollout.decided_at, rollout.decisions, strict=True) if d.startswith("alias live")]
+    for (minute, _), at in zip(LINEAR.schedule(), shifted_at, strict=True):
+        assert minute * 60 <= at - passed_at < minute * 60 + 5, (minute, at - passed_at)
+    # The alarms were watched to the end of the full shift's check, which the rehearsal's verdict reads.
+    assert shifted_at[-1] <= rollout.controller.evaluated_until <= result.decided_at
+    # The alarms are polled every few rehearsed seconds, never in a busy loop: about 72 polls in 6 minutes.
+    assert 0 < len(rollout.clock.waits) <= 6 * 60 / 5 + 10
 
 
 def test_hook_failure_blocks_with_no_traffic(cloud: LocalCloud, tmp_path: Path) -> None:
-    rollout = Rollout(cloud, tmp_path, CANARY, good_candidate=False)
+    # Wrong answers, and slower than a 1 us budget: the reason names both failing criteria.
+    rollout = Rollout(cloud, tmp_path, CANARY, good_candidate=False, latency_budget_ms=0.001)
     result = rollout.run()
     assert result.outcome == "blocked"
-    assert result.reason == "pre-traffic hook failed: acceptance set"
     assert result.verdict is not None
-    assert result.verdict.failing() == ["acceptance set"]
+    failing = result.verdict.failing()
+    assert len(failing) == 2
+    assert failing[0] == "acceptance set"
+    assert result.reason == f"pre-traffic hook failed: {failing[0]}, {failing[1]}"
     assert result.decided_at >= rollout.decided_at[-1]
     assert rollout.alias.weights() == {"1": 1.0}
     assert "2" not in rollout.alias.stats
@@ -169,13 +206,17 @@ def test_hook_failure_blocks_with_no_traffic(cloud: LocalCloud, tmp_path: Path) 
 
 
 def test_alarm_during_canary_rolls_back(cloud: LocalCloud, tmp_path: Path) -> None:
-    rollout = Rollout(cloud, tmp_path, CANARY)
+    rollout = Rollout(cloud, tmp_path, CANARY, replayed_requests=24)
     rollout.fail_after("10% version 2")
     result = rollout.run()
     assert result.outcome == "rolled_back"
     assert result.reason.startswith("alarm model-error-rate in ALARM")
     assert result.verdict is not None
     assert result.verdict.passed
+    # With captured requests replayed, the gate's line shows the replay's figure, not the table's last row.
+    replayed = next(c.measured for c in result.verdict.criteria if c.name == "replay agreement")
+    assert f"pre-traffic hook passed (1 acceptance cases, replay: {replayed})" in rollout.decisions
+    assert replayed != result.verdict.criteria[-1].measured
     assert rollout.alias.weights() == {"1": 1.0}
     assert not any("100% version 2" in d for d in rollout.decisions)
 
@@ -207,6 +248,9 @@ def test_a_stop_rolls_back(cloud: LocalCloud, tmp_path: Path) -> None:
     assert rollout.alias.weights() == {"1": 1.0}
     assert rollout.decisions[-1].endswith("rolled back: alias live is 100% version 1")
     assert not any("100% version 2" in d for d in rollout.decisions)
+    # Every wait of the controller ends at the stop, not at the end of its poll: seen at once at any time scale.
+    assert rollout.clock.waits
+    assert all(interrupt is rollout.stop for _, interrupt in rollout.clock.waits)
 
 
 class OneInTenStaysOld(WeightedAlias):
@@ -254,6 +298,8 @@ def test_an_alarm_in_the_full_shifts_period_rolls_back_before_the_post_traffic_h
     result = rollout.run()
     assert result.outcome == "rolled_back"
     assert result.reason.startswith("alarm model-error-rate in ALARM")
+    assert result.verdict is not None  # the gate's verdict stays in the result the report prints
+    assert result.verdict.passed
     assert any("100% version 2" in d for d in rollout.decisions)
     assert not any(d.startswith("post-traffic hook") for d in rollout.decisions)
     assert rollout.alias.weights() == {"1": 1.0}
