@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -65,6 +66,29 @@ class RecordingClock(RehearsalClock):
         return super().sleep_until(rehearsed, interrupt, step)
 
 
+class SteppedClock(RecordingClock):
+    """Rehearsed time that moves only when waited for, and then at once: every step lands on its exact time, and a
+    wait that cannot move the clock (a loop polling without waiting) fails the test instead of spinning."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self._now = 0.0
+        self.stalled = 0
+
+    def now(self) -> float:
+        return self._now
+
+    def sleep_until(self, rehearsed: float, interrupt: threading.Event | None = None, step: float = 0.05) -> bool:
+        self.waits.append((rehearsed, interrupt))
+        if interrupt is not None and interrupt.is_set():
+            return False
+        if rehearsed <= self._now:
+            self.stalled += 1
+            assert self.stalled < 10, f"{self.stalled} waits for a time already past ({rehearsed} s): a busy loop"
+        self._now = max(self._now, rehearsed)
+        return True
+
+
 class Rollout:
     """A controller over two real workers, with a record of its decisions and a hand on the metrics."""
 
@@ -76,7 +100,7 @@ class Rollout:
         *,
         good_candidate: bool = True,
         alias: type[WeightedAlias] = WeightedAlias,
-        scale: float = 600,  # ten rehearsed minutes per second
+        clock: RecordingClock | None = None,
         latency_budget_ms: float | None = None,
         replayed_requests: int = 0,
     ):
@@ -84,7 +108,7 @@ class Rollout:
         candidate = bundle(tmp_path / "candidate", 2.0 if good_candidate else 3.0)
         self.old = cloud.start_worker(cloud.deploy(baseline), "1")
         self.new = cloud.start_worker(cloud.deploy(candidate), "2")
-        self.clock = RecordingClock(scale)
+        self.clock = clock or RecordingClock(600)  # ten rehearsed minutes per second
         self.store = MetricStore()
         self.alias = alias(FUNCTION, self.clock, self.store)
         for worker in (self.old, self.new):
@@ -159,8 +183,7 @@ LINEAR = RolloutPolicy(kind="linear", percentage=25, interval_minutes=2)
 
 
 def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: LocalCloud, tmp_path: Path) -> None:
-    # One rehearsed minute per second: a step late by a few rehearsed seconds is then tens of milliseconds late.
-    rollout = Rollout(cloud, tmp_path, LINEAR, scale=60)
+    rollout = Rollout(cloud, tmp_path, LINEAR, clock=SteppedClock())
     result = rollout.run()
     assert result.outcome == "promoted"
     shifts = [d for d in rollout.decisions if d.startswith("alias live:")]
@@ -178,15 +201,16 @@ def test_success_promotes_after_every_step_and_the_post_traffic_hook(cloud: Loca
     gate = result.verdict.criteria[-1].measured  # no capture here: nothing replayed, the last row is shown
     assert f"pre-traffic hook passed ({len(rollout.controller.cases)} acceptance cases, {gate})" in rollout.decisions
     # Each step when the policy says, counted from the gate's pass (CodeDeploy's Linear25PercentEvery2Minutes
-    # shifts at 0, 2, 4 and 6 minutes), give or take the few rehearsed seconds a shift itself takes here.
+    # shifts at 0, 2, 4 and 6 minutes): on the stepped clock, to the second.
     passed_at = rollout.decided_at[next(i for i, d in enumerate(rollout.decisions) if d.startswith("pre-traffic"))]
     shifted_at = [at for at, d in zip(rollout.decided_at, rollout.decisions, strict=True) if d.startswith("alias live")]
-    for (minute, _), at in zip(LINEAR.schedule(), shifted_at, strict=True):
-        assert minute * 60 <= at - passed_at < minute * 60 + 5, (minute, at - passed_at)
-    # The alarms were watched to the end of the full shift's check, which the rehearsal's verdict reads.
-    assert shifted_at[-1] <= rollout.controller.evaluated_until <= result.decided_at
-    # The alarms are polled every few rehearsed seconds, never in a busy loop: about 72 polls in 6 minutes.
-    assert 0 < len(rollout.clock.waits) <= 6 * 60 / 5 + 10
+    assert shifted_at == [passed_at + minute * 60 for minute, _ in LINEAR.schedule()]
+    # The alarms were watched to the end of the full shift's check, the time the rehearsal's verdict reads.
+    assert rollout.controller.evaluated_until == shifted_at[-1] == result.decided_at
+    # Between steps the alarms are evaluated at least every 5 rehearsed seconds, each wait moving time on.
+    targets = [passed_at] + [target for target, _ in rollout.clock.waits]
+    assert all(0 < b - a <= 5 for a, b in itertools.pairwise(targets)), targets
+    assert targets[-1] == shifted_at[-1]
 
 
 def test_hook_failure_blocks_with_no_traffic(cloud: LocalCloud, tmp_path: Path) -> None:
