@@ -234,7 +234,10 @@ def test_alarm_during_canary_rolls_back(cloud: LocalCloud, tmp_path: Path) -> No
     rollout.fail_after("10% version 2")
     result = rollout.run()
     assert result.outcome == "rolled_back"
-    assert result.reason.startswith("alarm model-error-rate in ALARM")
+    # The reason is the alarm's own, from its latest transition: the one into ALARM, with the values it saw.
+    [alarm] = [a for a in rollout.alarms if a.state == "ALARM"]
+    assert [t.state for t in alarm.history][-2:] == ["OK", "ALARM"]
+    assert result.reason == f"alarm model-error-rate in ALARM: {alarm.history[-1].reason}"
     assert result.verdict is not None
     assert result.verdict.passed
     # With captured requests replayed, the gate's line shows the replay's figure, not the table's last row.
@@ -243,6 +246,21 @@ def test_alarm_during_canary_rolls_back(cloud: LocalCloud, tmp_path: Path) -> No
     assert replayed != result.verdict.criteria[-1].measured
     assert rollout.alias.weights() == {"1": 1.0}
     assert not any("100% version 2" in d for d in rollout.decisions)
+
+
+def test_a_failure_in_the_first_period_rolls_back_as_that_period_ends(cloud: LocalCloud, tmp_path: Path) -> None:
+    """Every rollout alarm takes missing data as not breaching, so its history before a rollback is [OK, ALARM] or,
+    when the first period it evaluates already breaches, [ALARM] alone: the reason is still the latest one's."""
+    rollout = Rollout(cloud, tmp_path, CANARY, clock=SteppedClock())
+    rollout.after_decision = lambda message: rollout.fail_now() if "10% version 2" in message else None
+    result = rollout.run()
+    assert result.outcome == "rolled_back"
+    [alarm] = [a for a in rollout.alarms if a.state == "ALARM"]
+    assert [t.state for t in alarm.history] == ["ALARM"]
+    assert result.reason == f"alarm model-error-rate in ALARM: {alarm.history[-1].reason}"
+    period = alarm.definition.period_seconds
+    assert result.decided_at == period  # the first period [0, 10 s) is judged the moment it ends
+    assert rollout.alias.weights() == {"1": 1.0}
 
 
 def test_alarm_during_linear_steps_rolls_back_before_the_next_step(cloud: LocalCloud, tmp_path: Path) -> None:
