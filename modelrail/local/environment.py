@@ -19,7 +19,7 @@ from typing import Any
 
 from spec.bundle import ModelBundle
 from spec.catalog import Env
-from spec.environment import MonitoringSettings
+from spec.environment import FunctionSettings, MonitoringSettings
 from spec.models import DeployedModel
 
 from .aws import ARTIFACT_BUCKET, EmbeddedAWS
@@ -27,11 +27,13 @@ from .firehose import LocalFirehose
 from .gateway import LocalGateway, Observer
 from .permissions import LocalRoles
 from .versions import VersionedTarget, assign_versions
-from .worker import LambdaWorker
+from .worker import TIMEOUT_VARIABLE, LambdaWorker
 
 DRIFT_MONITOR = "modelrail-drift-monitor"
 LOCAL_CAPTURE_STREAM = "modelrail-local-capture"
 DRIFT_MONITOR_HANDLER = "functions.monitor.handler.handler"
+# What infra/inference.py deploys when the environment sets no function.timeout_seconds.
+DEFAULT_TIMEOUT_SECONDS: float = FunctionSettings.model_fields["timeout_seconds"].default
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,15 @@ class LocalDeployment:
 
 
 def execution_environment(
-    aws: dict[str, str], function: dict[str, str], *, version: str, cache_dir: Path
+    aws: dict[str, str],
+    function: dict[str, str],
+    *,
+    version: str,
+    cache_dir: Path,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, str]:
-    """A Lambda execution environment's variables: the local AWS's, the function's, and the runtime's."""
+    """A Lambda execution environment's variables: the local AWS's, the function's, and the runtime's (with the
+    function's timeout, which the worker enforces as Lambda does)."""
     return {
         **aws,
         **function,
@@ -58,6 +66,7 @@ def execution_environment(
         Env.FUNCTION_MEMORY_SIZE.name: "1024",  # the spec's default memory_mb: 0.58 of a vCPU, one intra-op thread
         Env.MODEL_CACHE_DIR.name: str(cache_dir),  # each environment has its own /tmp
         Env.POWERTOOLS_TRACE_DISABLED.name: "true",  # no X-Ray daemon locally
+        TIMEOUT_VARIABLE: str(timeout_seconds),
     }
 
 
@@ -107,13 +116,20 @@ class LocalCloud:
         capture_stream: str | None = None,
         sample_rate: float = 0.0,
         clock: tuple[float, float, float] | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> LambdaWorker:
         """One execution environment of the function at ``version``: its own variables, its own /tmp; with
-        ``capture_stream``, data capture configured as the stack configures it; ``clock``: see LambdaWorker."""
+        ``capture_stream``, data capture configured as the stack configures it; ``clock``: see LambdaWorker;
+        ``timeout_seconds``: the function's timeout (function.timeout_seconds), after which an invocation is a
+        Sandbox.Timedout function error and the environment is replaced."""
         name = deployed.model.name
         function = deployed.model.environment(deployed.uri, capture_stream=capture_stream, sample_rate=sample_rate)
         environment = execution_environment(
-            self.aws.environment(), function, version=version, cache_dir=self._tmp / f"{name}-{version}"
+            self.aws.environment(),
+            function,
+            version=version,
+            cache_dir=self._tmp / f"{name}-{version}",
+            timeout_seconds=timeout_seconds,
         )
         worker = LambdaWorker(f"modelrail-{name}", environment, role=self.roles.path(name), clock=clock)
         self._stack.callback(worker.stop)
@@ -159,6 +175,7 @@ class LocalCloud:
         function = monitoring.monitor_environment(models_json=json.dumps(models), capture_bucket=capture_bucket)
         environment = {**self.aws.environment(), **function, **(endpoints or {})}
         environment["AWS_LAMBDA_FUNCTION_NAME"] = DRIFT_MONITOR
+        environment[TIMEOUT_VARIABLE] = str(60 * min(5, monitoring.schedule_minutes))  # as infra/drift.py sets it
         worker = LambdaWorker(DRIFT_MONITOR, environment, DRIFT_MONITOR_HANDLER, clock=clock)
         self._stack.callback(worker.stop)
         return worker.start()

@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 HANDLER = "functions.inference.handler.lambda_handler"
+# The function's timeout, as the execution environment's MODELRAIL_TIMEOUT_S (the local environment sets it to the
+# deployment's timeout_seconds); without it, spec.environment.FunctionSettings' default, what infra deploys.
+TIMEOUT_VARIABLE = "MODELRAIL_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 29.0
 _spawn = multiprocessing.get_context("spawn")
 
 
@@ -89,7 +93,7 @@ def _run(
     os.environ.update(environment)
     version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     memory_mb = int(environment.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
-    timeout_s = float(environment.get("MODELRAIL_TIMEOUT_S", "30"))
+    timeout_s = float(environment.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S))
     capture = _Capture()
     sys.stdout = capture
     try:
@@ -196,6 +200,7 @@ class LambdaWorker:
         self.role = role  # the role document its S3 calls are checked against (modelrail.local.permissions)
         self.environment = environment
         self.version = environment.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.timeout_s = float(environment.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S))
         self.handler = handler
         self.init_logs: list[str] = []
         self.replacements = 0  # execution environments started after the first one died
@@ -298,6 +303,16 @@ class LambdaWorker:
             started = time.perf_counter()
             try:
                 self._conn.send(event)
+                if not self._conn.poll(self.timeout_s):
+                    # Lambda stops an invocation at the function's timeout, reports "Task timed out after N.00
+                    # seconds" (error type Sandbox.Timedout), counts it in Errors, and resets the execution
+                    # environment: https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html
+                    # ("Failures during the invoke phase"). The watcher (or the next invocation) cold-starts its
+                    # replacement.
+                    self._process.kill()
+                    self._process.join(timeout=5)
+                    message = f"Task timed out after {self.timeout_s:.2f} seconds"
+                    return _function_error("Sandbox.Timedout", message, self.timeout_s * 1000)
                 _, (response, duration), logs = self._conn.recv()
             except (EOFError, OSError):
                 # The process died during the invocation: Lambda reports Runtime.ExitError as a function error.

@@ -32,10 +32,13 @@ ONE_ROW = {"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """A function for the dying-worker test: it dies with SIGKILL mid-invocation when asked to (as an
-    out-of-memory kill does), and otherwise answers with the process that served it."""
+    """A function for the dying-worker tests: it dies with SIGKILL mid-invocation when asked to (as an
+    out-of-memory kill does), runs past its timeout when asked to, and otherwise answers with the process that
+    served it."""
     if event.get("body") == "die":
         os.kill(os.getpid(), signal.SIGKILL)
+    if event.get("body") == "outlast":  # far past any timeout the tests give it: only a stop ends it in time
+        time.sleep(30)
     return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(os.getpid())}
 
 
@@ -306,6 +309,39 @@ def test_a_version_whose_worker_dies_mid_invocation_shows_a_function_error_and_c
         assert json.loads(served.response["body"]) == worker.pid != first
         dimensions = {"FunctionName": "modelrail-dying", "Resource": "modelrail-dying:live", "ExecutedVersion": "2"}
         assert store.values("AWS/Lambda", "Errors", dimensions, 0, float("inf")) == [1.0, 0.0]
+        assert (alias.stats["2"].total, alias.stats["2"].errors) == (2, 1)
+    finally:
+        worker.stop()
+
+
+def test_an_invocation_past_the_function_timeout_is_stopped_counted_in_errors_and_the_environment_replaced() -> None:
+    """Lambda stops an invocation at the function's timeout: "Task timed out after 1.00 seconds" (Sandbox.Timedout),
+    a function error (502 through API Gateway, counted in the version's Errors, its Duration the timeout), and the
+    execution environment is reset before the next invocation (AWS Lambda Developer Guide, "Understanding the
+    Lambda execution environment lifecycle", failures during the invoke phase). The handler would run 30 s: the
+    answer cannot have waited for it."""
+    environment = {"AWS_LAMBDA_FUNCTION_VERSION": "2", "MODELRAIL_TIMEOUT_S": "1"}
+    worker = LambdaWorker("modelrail-slow", environment, handler=f"{__name__}.lambda_handler").start()
+    try:
+        store = MetricStore()
+        alias = WeightedAlias("modelrail-slow", RehearsalClock(600), store)
+        alias.add_version(worker)
+        alias.point_to("2")
+        first = worker.pid
+
+        timed_out = alias.invoke({"body": "outlast"})
+        served = alias.invoke({"body": "hello"})
+
+        assert timed_out.response["statusCode"] == 502
+        error = json.loads(timed_out.response["body"])["error"]
+        assert error == "function error: Sandbox.Timedout: Task timed out after 1.00 seconds"
+        assert any("Task timed out after 1.00 seconds" in line for line in timed_out.logs)
+        assert served.response["statusCode"] == 200
+        assert json.loads(served.response["body"]) == worker.pid != first  # a cold start, not the stopped one
+        assert worker.replacements == 1
+        dimensions = {"FunctionName": "modelrail-slow", "Resource": "modelrail-slow:live", "ExecutedVersion": "2"}
+        assert store.values("AWS/Lambda", "Errors", dimensions, 0, float("inf")) == [1.0, 0.0]
+        assert store.values("AWS/Lambda", "Duration", dimensions, 0, float("inf"))[0] == 1000.0
         assert (alias.stats["2"].total, alias.stats["2"].errors) == (2, 1)
     finally:
         worker.stop()
