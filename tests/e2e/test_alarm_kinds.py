@@ -20,12 +20,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from functions.acceptance.events import rest_proxy_event
-from modelrail.local.environment import LocalCloud
+from modelrail.local.environment import LocalCloud, LocalDeployment
 from modelrail.local.worker import LambdaWorker
 from modelrail.rehearsal.alarms import AlarmEvaluator
 from modelrail.rehearsal.alias import WeightedAlias
 from modelrail.rehearsal.clock import RehearsalClock
-from modelrail.rehearsal.controller import DeploymentController
+from modelrail.rehearsal.controller import DeploymentController, RolloutResult
 from modelrail.rehearsal.metrics import MetricStore
 from spec import catalog
 from spec.alarms import AlarmThresholds
@@ -41,8 +41,9 @@ P99_BUDGET_MS = 50.0
 def root_with_three_defects(path: Path) -> Path:
     """sqrt(x) for whole x, looked up in a table of 0..199 (a rewrite of the old version's model), with three defects
     the acceptance set does not reach: 0 maps to NaN (NonFiniteOutputs); x past 199 is out of the table, an
-    onnxruntime run error (ModelErrors); and a second input past 100 runs 20 rounds of a 64x512 by 512x512 product per
-    unit past 100, up to 400 (a data-dependent loop onnxruntime cannot fold away: hundreds of ms, RequestLatency)."""
+    onnxruntime run error (ModelErrors); and a second input past 100 runs rounds of a 64x512 by 512x512 product, 1.25
+    per square of the units past 100 (a data-dependent loop onnxruntime cannot fold away): 320 at 116, hundreds of ms
+    (RequestLatency); 12,251 at 199, seconds, past a 1-second function timeout (Errors)."""
     table = np.sqrt(np.arange(200, dtype=np.float32))
     table[0] = np.nan
     state = helper.make_tensor_value_info("state", TensorProto.FLOAT, [64, 512])
@@ -71,7 +72,8 @@ def root_with_three_defects(path: Path) -> Path:
         numpy_helper.from_array(np.array([1], dtype=np.int64), "second"),
         numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
         numpy_helper.from_array(np.array(100.0, dtype=np.float32), "hundred"),
-        numpy_helper.from_array(np.array(20.0, dtype=np.float32), "twenty"),
+        numpy_helper.from_array(np.array(1.25, dtype=np.float32), "per_square"),
+        numpy_helper.from_array(np.array(99.0, dtype=np.float32), "most"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
         numpy_helper.from_array(np.array(True), "true"),
     ]
@@ -79,8 +81,9 @@ def root_with_three_defects(path: Path) -> Path:
         helper.make_node("Gather", ["x", "second"], ["column"], axis=1),
         helper.make_node("ReduceMax", ["column"], ["largest"], keepdims=0),
         helper.make_node("Sub", ["largest", "hundred"], ["past"]),
-        helper.make_node("Clip", ["past", "zero", "twenty"], ["excess"]),
-        helper.make_node("Mul", ["excess", "twenty"], ["rounds_float"]),
+        helper.make_node("Clip", ["past", "zero", "most"], ["excess"]),
+        helper.make_node("Mul", ["excess", "excess"], ["squared"]),
+        helper.make_node("Mul", ["squared", "per_square"], ["rounds_float"]),
         helper.make_node("Cast", ["rounds_float"], ["rounds"], to=TensorProto.INT64),
         helper.make_node("Loop", ["rounds", "true", "start"], ["final"], body=body),
         helper.make_node("ReduceSum", ["final"], ["total"], keepdims=0),
@@ -121,43 +124,53 @@ MONITOR_DRIVEN = {
     "prediction-divergence": "test_rehearsal.py::test_canary_analysis_is_the_monitor_on_its_schedule_over_captured_"
     "records (the skewed candidate)",
 }
+# Alarms on Lambda's own metrics that a candidate drives: the inference function answers every failure itself
+# (500/503), so Lambda counts Errors only for a crash, a timeout or running out of memory; the local worker imposes
+# the function's timeout, and this candidate outlasts a 1-second one. Driven in its own test, below (its candidate
+# runs with that timeout; its metric is Lambda's, under the function's dimensions).
+LAMBDA_DRIVEN = {
+    "function-error-rate": "test_a_candidate_that_outlasts_its_function_timeout_is_rolled_back_by_the_error_alarm",
+}
 # Rollout alarms no candidate bundle can drive here, and why; their metric's path to the alarm is tested apart.
 NOT_DRIVEN_BY_A_BUNDLE = {
-    # The inference function answers every failure itself (500/503); Lambda counts Errors only for a crash, a
-    # timeout or running out of memory, none of which the local worker imposes on a model. A worker process that
-    # dies mid-invocation reaches Errors in tests/e2e/test_gateway_robustness.py; the alarm reads them through the
-    # alias in tests/unit/test_alarm_rules.py.
-    "function-error-rate",
     # Throttles come from Lambda's concurrency limits, which the local alias does not play.
     "throttle-rate",
 }
 
 
 def test_every_alarm_kind_is_driven_end_to_end_or_says_why_not() -> None:
-    kinds = [set(KINDS), set(MONITOR_DRIVEN), NOT_DRIVEN_BY_A_BUNDLE]
+    kinds = [set(KINDS), set(MONITOR_DRIVEN), set(LAMBDA_DRIVEN), NOT_DRIVEN_BY_A_BUNDLE]
     assert sum(len(k) for k in kinds) == len(set.union(*kinds))  # each in one place
     assert set.union(*kinds) == {d.name for d in AlarmThresholds().definitions()}
 
 
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LambdaWorker, LambdaWorker, ModelBundle]]:
-    """The old version (sqrt) and the candidate, one execution environment each, for every rehearsed rollout."""
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCloud, dict[str, LocalDeployment]]]:
+    """The old version (sqrt) as version 1 and the candidate as version 2, deployed on one local cloud."""
     folder = tmp_path_factory.mktemp("bundles")
     baseline = bundle(folder / "baseline", builders.square_root)
     candidate = bundle(folder / "candidate", root_with_three_defects)
-    with LocalCloud() as cloud:
-        deployed = {"1": cloud.deploy(baseline), "2": cloud.deploy(candidate)}
-        with ThreadPoolExecutor(max_workers=2) as pool:  # two versions cold-start at once, as in Lambda
-            old, new = pool.map(lambda version: cloud.start_worker(deployed[version], version), ("1", "2"))
-        yield old, new, candidate
+    with LocalCloud() as local:
+        yield local, {"1": local.deploy(baseline), "2": local.deploy(candidate)}
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
-    workers: tuple[LambdaWorker, LambdaWorker, ModelBundle], kind: str
-) -> None:
-    failing_input, metric = KINDS[kind]
-    old, new, candidate = workers
+@pytest.fixture(scope="module")
+def workers(
+    cloud: tuple[LocalCloud, dict[str, LocalDeployment]],
+) -> tuple[LambdaWorker, LambdaWorker, ModelBundle]:
+    """The old version and the candidate, one execution environment each, for every rehearsed rollout."""
+    local, deployed = cloud
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two versions cold-start at once, as in Lambda
+        old, new = pool.map(lambda version: local.start_worker(deployed[version], version), ("1", "2"))
+    assert deployed["2"].model.bundle is not None
+    return old, new, deployed["2"].model.bundle
+
+
+def rehearse_canary(
+    old: LambdaWorker, new: LambdaWorker, candidate: ModelBundle, failing_input: list[float]
+) -> tuple[RolloutResult, list[str], WeightedAlias, MetricStore]:
+    """A canary rollout of ``new`` over ``old`` under steady user traffic of ``failing_input`` through the alias,
+    the rollout alarms evaluated as they are deployed (10-second periods, 1 of 1)."""
     clock = RehearsalClock(120)
     store = MetricStore()
     alias = WeightedAlias(FUNCTION, clock, store)
@@ -197,6 +210,17 @@ def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
     finally:
         stop.set()
         traffic.join(timeout=30)
+    return result, decisions, alias, store
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
+    workers: tuple[LambdaWorker, LambdaWorker, ModelBundle], kind: str
+) -> None:
+    failing_input, metric = KINDS[kind]
+    old, new, candidate = workers
+
+    result, decisions, alias, store = rehearse_canary(old, new, candidate, failing_input)
 
     assert result.outcome == "rolled_back", decisions
     assert result.reason.startswith(f"alarm {kind} in ALARM"), result.reason
@@ -212,3 +236,32 @@ def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
     old_answers = store.values(metric.namespace, metric.name, {**dimensions, "ModelVersion": "1"}, 0, math.inf)
     assert old_answers  # the old version answered the same requests, well
     assert max(old_answers) < P99_BUDGET_MS if metric is catalog.REQUEST_LATENCY else not any(old_answers)
+
+
+def test_a_candidate_that_outlasts_its_function_timeout_is_rolled_back_by_the_error_alarm(
+    cloud: tuple[LocalCloud, dict[str, LocalDeployment]], workers: tuple[LambdaWorker, LambdaWorker, ModelBundle]
+) -> None:
+    """The candidate deployed with function.timeout_seconds 1: a second input of 199 runs 12,251 rounds of its loop
+    (seconds), so Lambda stops each such invocation at 1 s (Sandbox.Timedout), counts it in the version's Errors and
+    starts a new execution environment; function-error-rate reads Errors over Invocations and rolls back."""
+    local, deployed = cloud
+    old, _, candidate = workers
+    new = local.start_worker(deployed["2"], "2", timeout_seconds=1)
+    try:
+        result, decisions, alias, store = rehearse_canary(old, new, candidate, [4.0, 199.0])
+    finally:
+        new.stop()
+
+    assert result.outcome == "rolled_back", decisions
+    assert result.reason.startswith("alarm function-error-rate in ALARM"), result.reason
+    assert not any("100% version 2" in d for d in decisions)
+    assert alias.weights() == {"1": 1.0}
+    # Lambda's own metric, under the function's dimensions: the candidate's timed-out invocations, none of the old's.
+    dimensions = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
+    errors = store.values("AWS/Lambda", catalog.ERRORS.name, dimensions, 0, math.inf)
+    assert sum(errors) > 0
+    assert max(store.values("AWS/Lambda", catalog.DURATION.name, dimensions, 0, math.inf)) == 1000.0
+    old_errors = store.values("AWS/Lambda", catalog.ERRORS.name, {**dimensions, "ExecutedVersion": "1"}, 0, math.inf)
+    assert old_errors  # the old version answered the same requests, without an error
+    assert not any(old_errors)
+    assert new.replacements >= 1  # each timeout reset the environment: the next invocation was a cold start
