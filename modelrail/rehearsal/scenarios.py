@@ -120,10 +120,14 @@ def run_scenario(
     monitored = cloud.upload_baseline(deployed["2"]) if stream is not None else None
     if monitored is not None:  # the paired canary analysis reads its alias and invokes its versions
         monitored = {**monitored, "function_name": function_name}
-    # Both execution environments cold-start at once, as two Lambda versions would.
+    # Both execution environments cold-start at once, as two Lambda versions would, each stopping an invocation at
+    # the environment's function timeout, as Lambda does.
+    timeout = environment.function.timeout_seconds
     with ThreadPoolExecutor(max_workers=2) as pool:
         starting = [
-            pool.submit(cloud.start_worker, deployed[version], version, clock=clock.anchor(), **capture)
+            pool.submit(
+                cloud.start_worker, deployed[version], version, clock=clock.anchor(), timeout_seconds=timeout, **capture
+            )
             for version in ("1", "2")
         ]
         baseline, candidate = (future.result() for future in starting)
