@@ -39,6 +39,11 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
 
 DATATYPES = tuple(OIP_TO_NUMPY)
 
+# A tensor of at most this many values is a "few numbers" (one row of features): protocol.to_array decodes it its own
+# way (np.array of the list, ints converted by numpy), and fastjson leaves it to that path. Larger float tensors are
+# converted through doubles on every path.
+SMALL_TENSOR = 64
+
 # The largest finite magnitude of each float datatype, as a Python float.
 FLOAT_BOUNDS = {d: float(np.finfo(t).max) for d, t in OIP_TO_NUMPY.items() if t.kind == "f"}
 

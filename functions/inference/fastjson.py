@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .datatypes import FLOAT_BOUNDS, floats_within_range
+from .datatypes import FLOAT_BOUNDS, SMALL_TENSOR, floats_within_range
 from .model import MAX_RANK
 
 try:
@@ -44,9 +44,6 @@ def _prefer_avx2() -> None:
 if simdjson is not None:
     _prefer_avx2()
 
-# to_array decodes at most this many values its own way (np.array of the list, ints converted by numpy): only
-# larger tensors, whose every path converts through doubles as struct.pack does, are taken here.
-SMALL = 64
 # Smaller bodies go to orjson straight away: it parses one in a few microseconds, and a parse here that ends in
 # None (iris's one row of four floats: ~170 bytes) would be time lost on every request.
 MIN_BYTES = 1024
@@ -156,7 +153,7 @@ def _floats(data: Any, datatype: Any, shape: Any) -> tuple[np.ndarray, int] | No
     if type(shape) is not list or not 0 < len(shape) <= MAX_RANK or not all(type(d) is int and d > 0 for d in shape):
         return None
     size = math.prod(shape)
-    if size <= SMALL:
+    if size <= SMALL_TENSOR:  # to_array's own small path: the body is cheap for orjson
         return None
     # Flat (or nested as a shape whose other dimensions are all 1: then the caller's '[' count refuses it), or nested.
     nested = 1 if len(data) == size else _nested_as(data, shape)

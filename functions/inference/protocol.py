@@ -23,7 +23,14 @@ import numpy as np
 import orjson
 
 from . import fastjson
-from .datatypes import DATATYPES, FLOAT_BOUNDS, OIP_TO_NUMPY, floats_within_range, oip_datatype_of
+from .datatypes import (
+    DATATYPES,
+    FLOAT_BOUNDS,
+    OIP_TO_NUMPY,
+    SMALL_TENSOR,
+    floats_within_range,
+    oip_datatype_of,
+)
 from .errors import BadRequest, UnsupportedMediaType
 from .model import MAX_RANK, OnnxModel
 
@@ -282,9 +289,6 @@ def _typed(
     return floats
 
 
-_SMALL = 64
-
-
 def _flat_floats(data: list[Any], datatype: str) -> np.ndarray | None:
     """Flat float data of the shape's size whose values are all numbers within the datatype's range, as one flat
     array; None for anything else (a bool, a string, nesting, a value out of range...), which the general path
@@ -314,7 +318,7 @@ def to_array(name: str, datatype: str, data: Any, shape: list[int]) -> np.ndarra
     where = f"input '{name}'"
     size = math.prod(shape)
     target = OIP_TO_NUMPY[datatype]
-    if size <= _SMALL and target.kind == "f" and type(data) is list and len(data) == size:
+    if size <= SMALL_TENSOR and target.kind == "f" and type(data) is list and len(data) == size:
         # A few flat numbers (one row of features): checked in Python and converted in one numpy call, where the
         # general path's vectorized checks cost a microsecond or two per numpy call whatever the size. type() is
         # exact, so a bool (an int subclass) takes the general path and its error; so does a value past the
