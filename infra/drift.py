@@ -89,8 +89,7 @@ class DriftMonitor(Construct):
             role_description="modelrail drift monitor: read captured data and baselines, publish drift metrics",
             layer=layer,
             architecture=architecture,
-            # A run never outlives its schedule: the next run's paired invokes never pile onto this one's.
-            timeout=Duration.minutes(min(5, settings.schedule_minutes)),
+            timeout=Duration.seconds(settings.timeout_seconds),
             environment=settings.monitor_environment(
                 models_json=Stack.of(self).to_json_string(models), capture_bucket=capture.bucket.bucket_name
             ),

@@ -120,6 +120,12 @@ class MonitoringSettings(SpecModel):
     notify_emails: tuple[str, ...] = Field(default=(), description="subscribed to the drift topic")
     capture_retention_days: int = Field(default=90, ge=1, le=3650, description="captured data expires after this")
 
+    @property
+    def timeout_seconds(self) -> int:
+        """The monitor function's timeout: a run never outlives its schedule (so the next run's paired invokes never
+        pile onto this one's), and never more than 5 minutes."""
+        return 60 * min(5, self.schedule_minutes)
+
     def monitor_environment(self, *, models_json: str, capture_bucket: str) -> dict[str, str]:
         """The drift monitor function's environment (``models_json``: its MODELS, a JSON list of
         ``{name, baseline_uri, baseline_sha256}``): what the DriftMonitor construct and the rehearsal both give it."""

@@ -175,7 +175,7 @@ class LocalCloud:
         function = monitoring.monitor_environment(models_json=json.dumps(models), capture_bucket=capture_bucket)
         environment = {**self.aws.environment(), **function, **(endpoints or {})}
         environment["AWS_LAMBDA_FUNCTION_NAME"] = DRIFT_MONITOR
-        environment[TIMEOUT_VARIABLE] = str(60 * min(5, monitoring.schedule_minutes))  # as infra/drift.py sets it
+        environment[TIMEOUT_VARIABLE] = str(monitoring.timeout_seconds)  # as infra/drift.py deploys it
         worker = LambdaWorker(DRIFT_MONITOR, environment, DRIFT_MONITOR_HANDLER, clock=clock)
         self._stack.callback(worker.stop)
         return worker.start()
