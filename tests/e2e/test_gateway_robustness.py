@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -285,19 +286,30 @@ def test_a_killed_worker_is_replaced_and_its_model_answers_again(iris: LocalEnvi
     assert requests.get(f"{iris.url}/v2/health/ready", timeout=10).json()["ready"] is True
 
 
+@contextlib.contextmanager
+def alias_on_one_worker(
+    function: str, environment: dict[str, str]
+) -> Iterator[tuple[LambdaWorker, WeightedAlias, MetricStore]]:
+    """This module's lambda_handler as version 2 of ``function``, alone behind the rehearsal's alias."""
+    worker = LambdaWorker(
+        function, {"AWS_LAMBDA_FUNCTION_VERSION": "2", **environment}, handler=f"{__name__}.lambda_handler"
+    ).start()
+    try:
+        store = MetricStore()
+        alias = WeightedAlias(function, RehearsalClock(600), store)
+        alias.add_version(worker)
+        alias.point_to("2")
+        yield worker, alias, store
+    finally:
+        worker.stop()
+
+
 def test_a_version_whose_worker_dies_mid_invocation_shows_a_function_error_and_comes_back() -> None:
     """In the rehearsal, a dead execution environment is what Lambda shows: that invocation is a function error
     (502 through API Gateway, counted in the version's Errors), and the next one gets a new environment.
     Lambda's Errors metric counts "exceptions that the Lambda runtime throws" as well as the code's (AWS Lambda
     Developer Guide, "Types of metrics for Lambda functions")."""
-    worker = LambdaWorker(
-        "modelrail-dying", {"AWS_LAMBDA_FUNCTION_VERSION": "2"}, handler=f"{__name__}.lambda_handler"
-    ).start()
-    try:
-        store = MetricStore()
-        alias = WeightedAlias("modelrail-dying", RehearsalClock(600), store)
-        alias.add_version(worker)
-        alias.point_to("2")
+    with alias_on_one_worker("modelrail-dying", {}) as (worker, alias, store):
         first = worker.pid
 
         died = alias.invoke({"body": "die"})
@@ -310,8 +322,6 @@ def test_a_version_whose_worker_dies_mid_invocation_shows_a_function_error_and_c
         dimensions = {"FunctionName": "modelrail-dying", "Resource": "modelrail-dying:live", "ExecutedVersion": "2"}
         assert store.values("AWS/Lambda", "Errors", dimensions, 0, float("inf")) == [1.0, 0.0]
         assert (alias.stats["2"].total, alias.stats["2"].errors) == (2, 1)
-    finally:
-        worker.stop()
 
 
 def test_an_invocation_past_the_function_timeout_is_stopped_counted_in_errors_and_the_environment_replaced() -> None:
@@ -320,13 +330,7 @@ def test_an_invocation_past_the_function_timeout_is_stopped_counted_in_errors_an
     execution environment is reset before the next invocation (AWS Lambda Developer Guide, "Understanding the
     Lambda execution environment lifecycle", failures during the invoke phase). The handler would run 30 s: the
     answer cannot have waited for it."""
-    environment = {"AWS_LAMBDA_FUNCTION_VERSION": "2", "MODELRAIL_TIMEOUT_S": "1"}
-    worker = LambdaWorker("modelrail-slow", environment, handler=f"{__name__}.lambda_handler").start()
-    try:
-        store = MetricStore()
-        alias = WeightedAlias("modelrail-slow", RehearsalClock(600), store)
-        alias.add_version(worker)
-        alias.point_to("2")
+    with alias_on_one_worker("modelrail-slow", {"MODELRAIL_TIMEOUT_S": "1"}) as (worker, alias, store):
         first = worker.pid
 
         timed_out = alias.invoke({"body": "outlast"})
@@ -343,5 +347,3 @@ def test_an_invocation_past_the_function_timeout_is_stopped_counted_in_errors_an
         assert store.values("AWS/Lambda", "Errors", dimensions, 0, float("inf")) == [1.0, 0.0]
         assert store.values("AWS/Lambda", "Duration", dimensions, 0, float("inf"))[0] == 1000.0
         assert (alias.stats["2"].total, alias.stats["2"].errors) == (2, 1)
-    finally:
-        worker.stop()
