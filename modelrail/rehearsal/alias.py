@@ -2,21 +2,52 @@
 
 It is the gateway's target for the model, and records what every invocation did: requests and errors by
 version, and the metrics (EMF from the handler's output, Lambda's own per version) stamped in rehearsed time.
+
+With a reserved concurrency N it throttles as Lambda does a synchronous request past the function's limits: N
+invocations in flight through the alias at once, all versions together, and 10 x N invocations started in any
+wall-clock second (request rates and durations are real in a rehearsal; only its clock is compressed). A throttled
+request never runs: Lambda counts it in Throttles under the version the alias routed it to (no Invocations, Errors
+or Duration), and API Gateway answers it 500. The local worker runs one invocation at a time, so a request waiting
+for it counts as in flight here where Lambda would start another execution environment: the rehearsal throttles at
+least as often as AWS at the same client concurrency.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import threading
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelrail.load.capacity import REQUESTS_PER_CONCURRENCY
 from modelrail.local.worker import Invocation, LambdaWorker
 
 from .clock import RehearsalClock
-from .metrics import MetricStore, emf_datapoints, lambda_datapoints
+from .metrics import MetricStore, emf_datapoints, lambda_datapoints, throttle_datapoints
+
+# Lambda's reasons for throttling a function with reserved concurrency (TooManyRequestsException's Reason, Lambda
+# API reference, Invoke): past its concurrency, or past its request rate of 10 x concurrency per second ("Lambda
+# scaling behavior", scaling-behavior.html; "Understanding Lambda function scaling", lambda-concurrency.html).
+CONCURRENCY_LIMIT = "ReservedFunctionConcurrentInvocationLimitExceeded"
+RATE_LIMIT = "ReservedFunctionInvocationRateLimitExceeded"
+# What a client of the API receives for a request Lambda throttled: the function never ran, so the Lambda proxy
+# integration has no proxy response to pass on and API Gateway answers its own 500 {"message": "Internal server
+# error"}, not Lambda's 429 (AWS Knowledge Center, "How do I troubleshoot issues for API Gateway endpoints that
+# integrate with Lambda?", api-gateway-internal-server-error: "Throttling occurs"). API Gateway's own 429 is its
+# stage throttling, another limit.
+THROTTLED_STATUS = 500
+THROTTLED_BODY = {"message": "Internal server error"}
+
+
+@dataclass
+class Throttled(Invocation):
+    """A request through the alias that Lambda throttled: ``response`` is API Gateway's answer, ``reason`` Lambda's."""
+
+    reason: str = CONCURRENCY_LIMIT
 
 
 @dataclass
@@ -26,13 +57,29 @@ class VersionStats:
     client_errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     first_request_at: float | None = None
+    throttled: int = 0  # routed here and throttled by Lambda: never ran, so neither in total nor in errors
 
 
 class WeightedAlias:
-    def __init__(self, function_name: str, clock: RehearsalClock, store: MetricStore, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        function_name: str,
+        clock: RehearsalClock,
+        store: MetricStore,
+        *,
+        seed: int = 0,
+        reserved_concurrency: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``reserved_concurrency``: the function's (spec ``function.reserved_concurrency``), None for no limit;
+        ``monotonic``: the wall clock the request rate is counted on."""
         self.function_name = function_name
         self.clock = clock
         self.store = store
+        self.reserved_concurrency = reserved_concurrency
+        self.in_flight = 0  # invocations through the alias not yet answered, all versions together
+        self._monotonic = monotonic
+        self._started: deque[float] = deque()  # wall-clock starts of the invocations of the last second
         self.workers: dict[str, LambdaWorker] = {}
         self.primary: str | None = None
         self.secondary: str | None = None
@@ -72,9 +119,49 @@ class WeightedAlias:
             assert self.primary is not None, "the alias points nowhere"
             return self.primary
 
+    def _admit(self) -> str | None:
+        """Count the request in flight and return None, or return why Lambda throttles it."""
+        limit = self.reserved_concurrency
+        with self._lock:
+            if limit is not None:
+                if self.in_flight >= limit:
+                    return CONCURRENCY_LIMIT
+                now = self._monotonic()
+                while self._started and self._started[0] <= now - 1.0:
+                    self._started.popleft()
+                if len(self._started) >= REQUESTS_PER_CONCURRENCY * limit:
+                    return RATE_LIMIT
+                self._started.append(now)
+            self.in_flight += 1
+            return None
+
+    def _throttle(self, version: str, event: dict[str, Any], reason: str) -> Throttled:
+        now = self.clock.now()
+        self.store.add(throttle_datapoints(self.function_name, version, now))
+        with self._lock:
+            stats = self.stats[version]
+            if stats.first_request_at is None:
+                stats.first_request_at = now
+            stats.throttled += 1
+        response = {
+            "statusCode": THROTTLED_STATUS,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(THROTTLED_BODY),
+        }
+        for observe in self.observers:  # the user saw a 500 for a request routed to ``version``
+            observe(version, now, event, response)
+        return Throttled(response, reason=reason)
+
     def invoke(self, event: dict[str, Any]) -> Invocation:
         version = self.choose()
-        invocation = self.workers[version].invoke(event)
+        throttled = self._admit()
+        if throttled is not None:
+            return self._throttle(version, event, throttled)
+        try:
+            invocation = self.workers[version].invoke(event)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         now = self.clock.now()
         status = int(invocation.response.get("statusCode", 502))
         self.store.add(emf_datapoints(invocation.logs, now))

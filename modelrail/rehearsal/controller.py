@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from functions.acceptance import posttraffic
 from functions.acceptance.criteria import AcceptanceCriteria
 from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
@@ -24,7 +26,7 @@ from spec.catalog import Env
 from spec.rollout import RolloutPolicy
 
 from .alarms import AlarmEvaluator
-from .alias import WeightedAlias
+from .alias import Throttled, WeightedAlias
 from .clock import RehearsalClock
 from .metrics import emf_datapoints
 from .verdict import RequestLog
@@ -47,7 +49,16 @@ class _AliasAsLambda:
         self.alias = alias
 
     def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
-        response = self.alias.invoke(json.loads(Payload)).response
+        invocation = self.alias.invoke(json.loads(Payload))
+        if isinstance(invocation, Throttled):
+            # Invoke on a throttled function fails with TooManyRequestsException, HTTP 429, the limit hit as its
+            # Reason (Lambda API reference, Invoke, Errors; botocore's Lambda.Client.exceptions
+            # .TooManyRequestsException), which the hook's LambdaInvoker retries.
+            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
+            raise ClientError(
+                {"Error": error, "Reason": invocation.reason, "ResponseMetadata": {"HTTPStatusCode": 429}}, "Invoke"
+            )
+        response = invocation.response
         return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(response).encode())}
 
 

@@ -2,7 +2,8 @@
 
 The model's metrics come from the EMF records each worker printed; Lambda's own per-version metrics
 (Invocations, Errors, Duration under FunctionName/Resource/ExecutedVersion) are recorded per invocation, as
-the Lambda service would publish them. Each datapoint is stamped with rehearsed time.
+the Lambda service would publish them, and Throttles for each request it throttled. Each datapoint is stamped
+with rehearsed time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def lambda_datapoints(
             (catalog.DURATION, duration_ms),
         )
     ]
+
+
+def throttle_datapoints(function_name: str, version: str, time: float) -> list[Datapoint]:
+    """What Lambda publishes for one invocation request through the alias that it throttled on ``version``: the
+    function never ran, so Throttles 1 and no Invocations, Errors or Duration ("Invocations aren't recorded if the
+    invocation request is throttled", AWS Lambda Developer Guide, "Types of metrics for Lambda functions",
+    monitoring-metrics-types.html)."""
+    return [datapoint(time, catalog.THROTTLES, 1.0, function_name=function_name, version=version)]
 
 
 def statistic(values: list[float], name: str) -> float | None:

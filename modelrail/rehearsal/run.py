@@ -18,7 +18,7 @@ from spec.base import SpecError
 from spec.bundle import BundleError, ModelBundle
 from spec.models import load_spec
 
-from .scenarios import DEFAULT_TIME_SCALE, Scenario, default_scenarios, run_scenario
+from .scenarios import DEFAULT_TIME_SCALE, Scenario, default_scenarios, run_scenario, throttle_warning
 from .traffic import load_traffic_file
 from .verdict import describe_layer
 from .view import RehearsalView
@@ -42,6 +42,9 @@ def rehearse(args: argparse.Namespace) -> int:
     except (SpecError, BundleError, ValueError, OSError) as exc:
         console.print(f"modelrail: {exc}", style="red", highlight=False)
         return 2
+    warning = throttle_warning(environment, args.rate)
+    if warning:
+        print(f"modelrail: warning: {warning}", file=sys.stderr)
     own = args.baseline is not None
     scenarios = (
         [

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.acceptance.replay import Unavailable, read_capture
+from modelrail.load.capacity import REQUESTS_PER_CONCURRENCY
 from modelrail.local.environment import LocalCloud
 from modelrail.local.gateway import LocalGateway
 from spec.bundle import ModelBundle
@@ -37,7 +38,7 @@ from .controller import DeploymentController, describe
 from .drift import DriftWatch
 from .lambda_api import ENDPOINT_VARIABLE, LocalLambdaApi
 from .metrics import MetricStore
-from .traffic import LoadGenerator, RequestMix
+from .traffic import CLIENTS, LoadGenerator, RequestMix
 from .verdict import deciding_layer, deployment_window, unjudged
 from .view import RehearsalView
 
@@ -81,6 +82,29 @@ def default_scenarios() -> list[Scenario]:
         ),
         Scenario("good retrain", baseline, CANDIDATES / "retrained", "promoted", None),
     ]
+
+
+def throttle_warning(environment: EnvironmentSpec, rate: float) -> str | None:
+    """Why the rehearsal's own traffic will be throttled by the function's reserved concurrency, if it will: Lambda
+    allows 10 x concurrency invocations per second (modelrail.load.capacity's rule), and the alias counts every
+    request in flight, so fewer than CLIENTS reserved means concurrency throttles too."""
+    reserved = environment.function.reserved_concurrency
+    if reserved is None:
+        return None
+    setting = f"environments.{environment.name}.function.reserved_concurrency {reserved}"
+    warm_up = rate * WARM_UP_RATE_FACTOR
+    allowed = REQUESTS_PER_CONCURRENCY * reserved
+    reasons = []
+    if warm_up > allowed:
+        reasons.append(
+            f"allows at most {allowed} invocations/s (Lambda's limit: 10 x concurrency); the rehearsal sends "
+            f"{rate:g}/s ({warm_up:g}/s in the warm-up)"
+        )
+    if reserved < CLIENTS:
+        reasons.append(f"is below the rehearsal's {CLIENTS} concurrent clients")
+    if not reasons:
+        return None
+    return f"{setting} {'; and '.join(reasons)}: expect throttles (HTTP 500 to clients, the throttle-rate alarm)"
 
 
 def run_scenario(
@@ -132,7 +156,8 @@ def run_scenario(
         ]
         baseline, candidate = (future.result() for future in starting)
     store = MetricStore()
-    alias = WeightedAlias(function_name, clock, store)
+    # The function's reserved concurrency caps the alias's concurrent and per-second invocations, as in Lambda.
+    alias = WeightedAlias(function_name, clock, store, reserved_concurrency=environment.function.reserved_concurrency)
     alias.add_version(baseline)
     alias.add_version(candidate)
     alias.point_to(baseline.version)
@@ -247,7 +272,7 @@ def run_scenario(
         "expected_layer": scenario.layer,
         "replay": _replay_figures(result.verdict),
         "requests": {
-            version: {"total": s.total, "errors": s.errors, "client_errors": s.client_errors}
+            version: {"total": s.total, "errors": s.errors, "client_errors": s.client_errors, "throttled": s.throttled}
             for version, s in sorted(alias.stats.items())
         },
         "candidate_served": stats.total if stats else 0,

@@ -21,6 +21,7 @@ from functions.acceptance.gate import AcceptanceCase
 
 MISTAKES = ("wrong shape", "wrong datatype", "not JSON")
 GENERATED_MISTAKES = 0.03  # the share of generated requests that are client mistakes (replayed traffic: none)
+CLIENTS = 4  # client threads, each waiting for its answer before its next request: at most 4 requests in flight
 
 
 def load_traffic_file(path: Path) -> list[dict[str, Any]]:
@@ -152,7 +153,7 @@ def _flatten(data: Any) -> Any:
 class LoadGenerator:
     """``rate`` requests per second (wall clock) from ``threads`` clients until stopped."""
 
-    def __init__(self, url: str, model: str, mix: RequestMix, *, rate: float = 40.0, threads: int = 4) -> None:
+    def __init__(self, url: str, model: str, mix: RequestMix, *, rate: float = 40.0, threads: int = CLIENTS) -> None:
         address = urlsplit(url)
         self.host, self.port = address.hostname or "127.0.0.1", address.port
         self.path = f"/v2/models/{model}/infer"

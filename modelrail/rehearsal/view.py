@@ -104,7 +104,10 @@ class RehearsalView:
         assert self.alias is not None
         assert self.clock is not None
         weights = " ".join(f"v{v} {w:.0%}" for v, w in self.alias.weights().items())
-        traffic = ", ".join(f"v{v} {s.total} req {s.errors} err" for v, s in sorted(self.alias.stats.items()))
+        traffic = ", ".join(
+            f"v{v} {s.total} req {s.errors} err" + (f" {s.throttled} throttled" if s.throttled else "")
+            for v, s in sorted(self.alias.stats.items())
+        )
         states = Counter(a.state for a in self.alarms)
         firing = [a.name for a in self.alarms if a.state == "ALARM"]
         alarms = ", ".join(
@@ -120,7 +123,7 @@ class RehearsalView:
         assert self.clock is not None
         weights = self.alias.weights()
         versions = Table(title=f"{self.title}: t = {self.clock.now():.0f} s rehearsed (x{self.clock.scale:g})")
-        for column in ("version", "weight", "requests", "errors (5xx)", "client errors", "p50 ms"):
+        for column in ("version", "weight", "requests", "errors (5xx)", "client errors", "throttled", "p50 ms"):
             versions.add_column(column, justify="right")
         for version, stats in sorted(self.alias.stats.items()):
             p50 = statistics.median(stats.latencies_ms[-200:]) if stats.latencies_ms else 0.0
@@ -130,6 +133,7 @@ class RehearsalView:
                 str(stats.total),
                 str(stats.errors),
                 str(stats.client_errors),
+                str(stats.throttled),
                 f"{p50:.2f}",
             )
         alarms = Table(title="rollout alarms on the new version")

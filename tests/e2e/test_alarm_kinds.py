@@ -131,15 +131,17 @@ MONITOR_DRIVEN = {
 LAMBDA_DRIVEN = {
     "function-error-rate": "test_a_candidate_that_outlasts_its_function_timeout_is_rolled_back_by_the_error_alarm",
 }
-# Rollout alarms no candidate bundle can drive here, and why; their metric's path to the alarm is tested apart.
-NOT_DRIVEN_BY_A_BUNDLE = {
-    # Throttles come from Lambda's concurrency limits, which the local alias does not play.
-    "throttle-rate",
+# Alarms on Lambda's own metrics that the function's configuration drives, whatever the candidate: the alias throttles
+# as Lambda does past the function's reserved concurrency, and counts Throttles under the version it routed to.
+CONFIGURATION_DRIVEN = {
+    "throttle-rate": "test_a_reserved_concurrency_too_small_for_the_users_traffic_rolls_back_by_the_throttle_alarm",
 }
+# Rollout alarms no candidate bundle can drive here, and why; their metric's path to the alarm is tested apart.
+NOT_DRIVEN_BY_A_BUNDLE: set[str] = set()
 
 
 def test_every_alarm_kind_is_driven_end_to_end_or_says_why_not() -> None:
-    kinds = [set(KINDS), set(MONITOR_DRIVEN), set(LAMBDA_DRIVEN), NOT_DRIVEN_BY_A_BUNDLE]
+    kinds = [set(KINDS), set(MONITOR_DRIVEN), set(LAMBDA_DRIVEN), set(CONFIGURATION_DRIVEN), NOT_DRIVEN_BY_A_BUNDLE]
     assert sum(len(k) for k in kinds) == len(set.union(*kinds))  # each in one place
     assert set.union(*kinds) == {d.name for d in AlarmThresholds().definitions()}
 
@@ -167,13 +169,21 @@ def workers(
 
 
 def rehearse_canary(
-    old: LambdaWorker, new: LambdaWorker, candidate: ModelBundle, failing_input: list[float]
-) -> tuple[RolloutResult, list[str], WeightedAlias, MetricStore]:
-    """A canary rollout of ``new`` over ``old`` under steady user traffic of ``failing_input`` through the alias,
-    the rollout alarms evaluated as they are deployed (10-second periods, 1 of 1)."""
+    old: LambdaWorker,
+    new: LambdaWorker,
+    candidate: ModelBundle,
+    failing_input: list[float],
+    *,
+    reserved_concurrency: int | None = None,
+    users: int = 1,
+    pause_s: float = 0.0,
+) -> tuple[RolloutResult, list[str], WeightedAlias, MetricStore, list[AlarmEvaluator]]:
+    """A canary rollout of ``new`` over ``old`` under steady user traffic of ``failing_input`` through the alias
+    (``users`` clients, each pausing ``pause_s`` after each answer), the function's ``reserved_concurrency`` on the
+    alias, the rollout alarms evaluated as they are deployed (10-second periods, 1 of 1)."""
     clock = RehearsalClock(120)
     store = MetricStore()
-    alias = WeightedAlias(FUNCTION, clock, store)
+    alias = WeightedAlias(FUNCTION, clock, store, reserved_concurrency=reserved_concurrency)
     for worker in (old, new):
         alias.add_version(worker)
     alias.point_to("1")
@@ -199,18 +209,21 @@ def rehearse_canary(
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": failing_input}]})
     request = rest_proxy_event("POST", "/v2/models/root/infer", {"content-type": "application/json"}, body.encode())
 
-    def users() -> None:  # steady user traffic through the alias, from before the deployment to its end
+    def user() -> None:  # steady user traffic through the alias, from before the deployment to its end
         while not stop.is_set():
             alias.invoke(request)
+            stop.wait(pause_s)
 
-    traffic = threading.Thread(target=users, daemon=True)
-    traffic.start()
+    traffic = [threading.Thread(target=user, daemon=True) for _ in range(users)]
+    for thread in traffic:
+        thread.start()
     try:
         result = controller.run()
     finally:
         stop.set()
-        traffic.join(timeout=30)
-    return result, decisions, alias, store
+        for thread in traffic:
+            thread.join(timeout=30)
+    return result, decisions, alias, store, alarms
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -220,7 +233,7 @@ def test_a_candidate_failing_on_real_traffic_is_rolled_back_by_its_alarm(
     failing_input, metric = KINDS[kind]
     old, new, candidate = workers
 
-    result, decisions, alias, store = rehearse_canary(old, new, candidate, failing_input)
+    result, decisions, alias, store, _ = rehearse_canary(old, new, candidate, failing_input)
 
     assert result.outcome == "rolled_back", decisions
     assert result.reason.startswith(f"alarm {kind} in ALARM"), result.reason
@@ -248,7 +261,7 @@ def test_a_candidate_that_outlasts_its_function_timeout_is_rolled_back_by_the_er
     old, _, candidate = workers
     new = local.start_worker(deployed["2"], "2", timeout_seconds=1)
     try:
-        result, decisions, alias, store = rehearse_canary(old, new, candidate, [4.0, 199.0])
+        result, decisions, alias, store, _ = rehearse_canary(old, new, candidate, [4.0, 199.0])
     finally:
         new.stop()
 
@@ -265,3 +278,33 @@ def test_a_candidate_that_outlasts_its_function_timeout_is_rolled_back_by_the_er
     assert old_errors  # the old version answered the same requests, without an error
     assert not any(old_errors)
     assert new.replacements >= 1  # each timeout reset the environment: the next invocation was a cold start
+
+
+def test_a_reserved_concurrency_too_small_for_the_users_traffic_rolls_back_by_the_throttle_alarm(
+    workers: tuple[LambdaWorker, LambdaWorker, ModelBundle],
+) -> None:
+    """The function's reserved concurrency 1 against four users each sending a request every 50 ms (about 80/s): past
+    one invocation in flight, or past Lambda's 10 per second per unit of concurrency, a request is throttled (never
+    runs; Throttles under the version the alias routed it to, "Lambda scaling behavior"). The candidate answers
+    this request well, so only throttle-rate (Throttles/(Invocations+Throttles) of version 2) can fire."""
+    old, new, candidate = workers
+
+    result, decisions, alias, store, alarms = rehearse_canary(
+        old, new, candidate, [4.0, 16.0], reserved_concurrency=1, users=4, pause_s=0.05
+    )
+
+    assert result.outcome == "rolled_back", decisions
+    assert result.reason.startswith("alarm throttle-rate in ALARM"), result.reason
+    assert not any("100% version 2" in d for d in decisions)
+    assert alias.weights() == {"1": 1.0}
+    # No other alarm fired, before it or with it.
+    assert [a.name for a in alarms if a.fired_at() is not None] == ["throttle-rate"]
+    dimensions = {"FunctionName": FUNCTION, "Resource": f"{FUNCTION}:live", "ExecutedVersion": "2"}
+    assert sum(store.values("AWS/Lambda", catalog.THROTTLES.name, dimensions, 0, math.inf)) > 0
+    assert alias.stats["2"].throttled > 0
+    assert alias.stats["2"].errors == 0  # a throttle is not the version failing
+    # The same users without the reserved concurrency: nothing throttled, the candidate promoted.
+    unlimited, decisions, alias, store, _ = rehearse_canary(old, new, candidate, [4.0, 16.0], users=4, pause_s=0.05)
+    assert unlimited.outcome == "promoted", decisions
+    assert not store.values("AWS/Lambda", catalog.THROTTLES.name, dimensions, 0, math.inf)
+    assert alias.stats["2"].total > 0
