@@ -9,7 +9,8 @@ Documents: "Lambda scaling behavior" (scaling-behavior.html) and "Understanding 
 api-gateway-internal-server-error ("Throttling occurs") for API Gateway's answer.
 
 The worker is the boundary here: a stand-in with a ``version`` and an ``invoke`` that can be held on an Event, so
-that "N invocations in flight" is a state the test sets up, not a race it hopes for.
+that "N invocations in flight" is a state the test sets up, not a race it hopes for. Those are held on version 1 and
+the request under test goes to version 2, which answers at once: an alias that failed to throttle it answers 200.
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ def test_the_request_past_the_reserved_concurrency_is_throttled_and_never_runs()
 
 def test_a_client_of_the_gateway_sees_api_gateways_500_for_a_throttled_request() -> None:
     worker = HeldWorker("1", held=True)
-    alias = alias_of(worker, reserved=1)
+    alias = alias_of(worker, HeldWorker("2"), reserved=1)
     running = hold(alias, worker, 1)
+    alias.point_to("2")
     seen: list[tuple[str, int]] = []
     alias.observers.append(lambda version, _time, _event, response: seen.append((version, response["statusCode"])))
 
@@ -134,7 +136,7 @@ def test_a_client_of_the_gateway_sees_api_gateways_500_for_a_throttled_request()
 
     assert (status, json.loads(body)) == (500, {"message": "Internal server error"})
     assert headers["content-type"] == "application/json"
-    assert seen == [("1", 500)]  # the rehearsal's request log sees what the user saw
+    assert seen == [("2", 500)]  # the rehearsal's request log sees what the user saw
     worker.release.set()
     for thread in running:
         thread.join(timeout=30)
@@ -180,8 +182,9 @@ def test_without_reserved_concurrency_nothing_is_throttled() -> None:
 
 def test_the_post_traffic_hooks_invoke_of_a_throttled_alias_fails_as_lambdas_does() -> None:
     worker = HeldWorker("1", held=True)
-    alias = alias_of(worker, reserved=1)
+    alias = alias_of(worker, HeldWorker("2"), reserved=1)
     running = hold(alias, worker, 1)
+    alias.point_to("2")
 
     with pytest.raises(ClientError) as raised:
         _AliasAsLambda(alias).invoke(FunctionName="f:live", InvocationType="RequestResponse", Payload=b"{}")
@@ -196,8 +199,9 @@ def test_the_post_traffic_hooks_invoke_of_a_throttled_alias_fails_as_lambdas_doe
 
 def test_the_view_shows_throttled_requests_by_version() -> None:
     worker = HeldWorker("1", held=True)
-    alias = alias_of(worker, reserved=1)
+    alias = alias_of(worker, HeldWorker("2"), reserved=1)
     running = hold(alias, worker, 1)
+    alias.point_to("2")
     alias.invoke(EVENT)
     worker.release.set()
     for thread in running:
@@ -205,7 +209,7 @@ def test_the_view_shows_throttled_requests_by_version() -> None:
     view = RehearsalView()
     view.alias, view.clock = alias, alias.clock
 
-    assert "v1 1 req 0 err 1 throttled" in view.status_line()
+    assert "v1 1 req 0 err, v2 0 req 0 err 1 throttled" in view.status_line()
 
 
 def environment(reserved: int | None) -> EnvironmentSpec:
