@@ -8,6 +8,7 @@ the artifact itself at its cold start.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from .worker import TIMEOUT_VARIABLE, LambdaWorker
 DRIFT_MONITOR = "modelrail-drift-monitor"
 LOCAL_CAPTURE_STREAM = "modelrail-local-capture"
 DRIFT_MONITOR_HANDLER = "functions.monitor.handler.handler"
+_TIMELINES = itertools.count(1)  # rollouts rehearsed in this process, on any LocalCloud: see new_timeline
 # What infra/inference.py deploys when the environment sets no function.timeout_seconds.
 DEFAULT_TIMEOUT_SECONDS: float = FunctionSettings.model_fields["timeout_seconds"].default
 
@@ -79,7 +81,6 @@ class LocalCloud:
         self.aws = EmbeddedAWS()
         self._stack = contextlib.ExitStack()
         self._tmp = Path(tempfile.mkdtemp(prefix="modelrail-"))
-        self._timelines = 0
         self.roles = LocalRoles(self._tmp / "roles", bucket=ARTIFACT_BUCKET)  # what each deploy grants its function
 
     def start(self) -> LocalCloud:
@@ -136,10 +137,11 @@ class LocalCloud:
         return worker.start()
 
     def new_timeline(self) -> datetime:
-        """The rehearsed date a new rollout starts at: a week after the previous one's. Rollouts rehearsed on this
-        cloud share its CloudWatch and S3, and each one's monitor windows must hold its own data only."""
-        self._timelines += 1
-        return datetime.now(UTC) + timedelta(days=7 * self._timelines)
+        """The rehearsed date a new rollout starts at: a week after the previous one's in this process. Rollouts
+        rehearsed in one process share its CloudWatch and S3 (moto keeps one set of backends per process, whatever
+        server serves it, so every LocalCloud of the process has the same data), and each one's monitor windows must
+        hold its own data only."""
+        return datetime.now(UTC) + timedelta(days=7 * next(_TIMELINES))
 
     def upload_baseline(self, deployed: LocalDeployment) -> dict[str, str] | None:
         """Upload the bundle's baseline.json content-addressed beside its model (as the CDK asset does); the model's
