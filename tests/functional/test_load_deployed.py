@@ -246,6 +246,13 @@ def test_capacity_warnings_name_each_setting_that_cannot_hold_the_peak() -> None
         "environments.staging.function.reserved_concurrency 4 allows at most 40 invocations/s"
     )
     assert throttle.startswith("environments.staging.api.throttle_rate_limit 50 requests/s is below the peak 100/s")
+    # What the run's report will show: Lambda's throttles reach the API's clients as API Gateway's 500 (its Lambda
+    # proxy integration has no function answer to pass on: AWS Knowledge Center, api-gateway-internal-server-error),
+    # counted in server_5xx; only the stage's own throttling answers 429.
+    for lambda_cap in (reserved, invocations):
+        assert "answered 500" in lambda_cap
+        assert "429" not in lambda_cap
+    assert "429" in throttle
     # With room for the peak, no warning.
     assert check_capacity(spec, peak_rps=40, function_ms=80).warnings == ()
     # Without reserved concurrency, the account's default 1,000 concurrent executions is the cap.
@@ -253,6 +260,8 @@ def test_capacity_warnings_name_each_setting_that_cannot_hold_the_peak() -> None
     (account_cap, _throttle) = check_capacity(open_spec, peak_rps=2000, function_ms=600).warnings
     assert "needs 1200 concurrent executions" in account_cap
     assert "default 1000" in account_cap
+    assert "answered 500" in account_cap
+    assert "429" not in account_cap
 
 
 def _deploy_function() -> Any:
