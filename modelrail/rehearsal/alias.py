@@ -4,7 +4,8 @@ It is the gateway's target for the model, and records what every invocation did:
 version, and the metrics (EMF from the handler's output, Lambda's own per version) stamped in rehearsed time.
 
 With a reserved concurrency N it throttles as Lambda does a synchronous request past the function's limits: N
-invocations in flight through the alias at once, all versions together, and 10 x N invocations started in any
+invocations in flight at once, all versions together, through the alias or of a version directly
+(``invoke_version``: the hooks, the monitor's paired analysis), and 10 x N invocations started in any
 wall-clock second (request rates and durations are real in a rehearsal; only its clock is compressed). A throttled
 request never runs: Lambda counts it in Throttles under the version the alias routed it to (no Invocations, Errors
 or Duration), and API Gateway answers it 500. The local worker runs one invocation at a time, so a request waiting
@@ -43,9 +44,17 @@ THROTTLED_STATUS = 500
 THROTTLED_BODY = {"message": "Internal server error"}
 
 
+# Lambda's answer to an Invoke it throttles: TooManyRequestsException, HTTP 429, with the limit as its Reason (Lambda
+# API reference, Invoke, Errors).
+INVOKE_THROTTLED_STATUS = 429
+INVOKE_THROTTLED_TYPE = "TooManyRequestsException"
+INVOKE_THROTTLED_MESSAGE = "Rate Exceeded."
+
+
 @dataclass
 class Throttled(Invocation):
-    """A request through the alias that Lambda throttled: ``response`` is API Gateway's answer, ``reason`` Lambda's."""
+    """A request Lambda throttled: ``reason`` is Lambda's; ``response`` API Gateway's answer for a request through the
+    alias, Lambda's Invoke error document for a direct invocation of a version."""
 
     reason: str = CONCURRENCY_LIMIT
 
@@ -152,16 +161,34 @@ class WeightedAlias:
             observe(version, now, event, response)
         return Throttled(response, reason=reason)
 
-    def invoke(self, event: dict[str, Any]) -> Invocation:
-        version = self.choose()
+    def _run(self, version: str, event: dict[str, Any]) -> Invocation | str:
+        """The version's invocation, or why Lambda throttled it (then it never ran)."""
         throttled = self._admit()
         if throttled is not None:
-            return self._throttle(version, event, throttled)
+            return throttled
         try:
-            invocation = self.workers[version].invoke(event)
+            return self.workers[version].invoke(event)
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def invoke_version(self, version: str, event: dict[str, Any]) -> Invocation | Throttled:
+        """Lambda's Invoke of one version by its qualified name, outside the alias: the hooks' acceptance gate, the
+        monitor's paired analysis. It takes the function's concurrency as the alias's invocations do, so it too may
+        be throttled. What the version's handler prints as EMF reaches the metrics, as it reaches CloudWatch; Lambda's
+        own metrics of it are under the version's Resource, which no rollout alarm reads, so none is recorded."""
+        invocation = self._run(version, event)
+        if isinstance(invocation, str):
+            error = {"Type": "User", "message": INVOKE_THROTTLED_MESSAGE, "Reason": invocation}
+            return Throttled(error, reason=invocation)
+        self.store.add(emf_datapoints(invocation.logs, self.clock.now()))
+        return invocation
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        version = self.choose()
+        invocation = self._run(version, event)
+        if isinstance(invocation, str):
+            return self._throttle(version, event, invocation)
         now = self.clock.now()
         status = int(invocation.response.get("statusCode", 502))
         self.store.add(emf_datapoints(invocation.logs, now))

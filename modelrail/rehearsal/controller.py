@@ -18,6 +18,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 
 from functions.acceptance import posttraffic
+from functions.acceptance.codedeploy import LambdaInvoker
 from functions.acceptance.criteria import AcceptanceCriteria
 from functions.acceptance.gate import AcceptanceCase, Verdict, evaluate, served_signature
 from functions.acceptance.replay import Unavailable
@@ -26,9 +27,8 @@ from spec.catalog import Env
 from spec.rollout import RolloutPolicy
 
 from .alarms import AlarmEvaluator
-from .alias import Throttled, WeightedAlias
+from .alias import INVOKE_THROTTLED_MESSAGE, INVOKE_THROTTLED_STATUS, INVOKE_THROTTLED_TYPE, Throttled, WeightedAlias
 from .clock import RehearsalClock
-from .metrics import emf_datapoints
 from .verdict import RequestLog
 
 Outcome = Literal["promoted", "blocked", "rolled_back"]  # CodeDeploy's; the rehearsal may judge one inconclusive
@@ -42,24 +42,27 @@ class RolloutResult:
     verdict: Verdict | None = None
 
 
-class _AliasAsLambda:
-    """Lambda's Invoke on the alias, for the real post-traffic hook code."""
+class _LocalLambda:
+    """Lambda's Invoke for the real hook code: ``<function>:live`` through the alias, ``<function>:<version>`` that
+    version directly; both take the function's concurrency."""
 
     def __init__(self, alias: WeightedAlias) -> None:
         self.alias = alias
 
     def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
-        invocation = self.alias.invoke(json.loads(Payload))
+        qualifier = FunctionName.rpartition(":")[2]
+        event = json.loads(Payload)
+        if qualifier in self.alias.workers:
+            invocation = self.alias.invoke_version(qualifier, event)
+        else:
+            invocation = self.alias.invoke(event)
         if isinstance(invocation, Throttled):
             # Invoke on a throttled function fails with TooManyRequestsException, HTTP 429, the limit hit as its
-            # Reason (Lambda API reference, Invoke, Errors; botocore's Lambda.Client.exceptions
-            # .TooManyRequestsException), which the hook's LambdaInvoker retries.
-            error = {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
-            raise ClientError(
-                {"Error": error, "Reason": invocation.reason, "ResponseMetadata": {"HTTPStatusCode": 429}}, "Invoke"
-            )
-        response = invocation.response
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(response).encode())}
+            # Reason, which the hooks' LambdaInvoker retries.
+            error = {"Code": INVOKE_THROTTLED_TYPE, "Message": INVOKE_THROTTLED_MESSAGE}
+            metadata = {"HTTPStatusCode": INVOKE_THROTTLED_STATUS}
+            raise ClientError({"Error": error, "Reason": invocation.reason, "ResponseMetadata": metadata}, "Invoke")
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(invocation.response).encode())}
 
 
 class DeploymentController:
@@ -126,7 +129,7 @@ class DeploymentController:
             return self._roll_back(stopped, verdict)
         self.requests.close()  # the post-traffic hook's probes are not user traffic
         served = posttraffic.check_alias(
-            {Env.NEW_VERSION_ARN.name: f"local:{new}", Env.MODEL_NAME.name: self.model}, _AliasAsLambda(self.alias)
+            {Env.NEW_VERSION_ARN.name: f"local:{new}", Env.MODEL_NAME.name: self.model}, _LocalLambda(self.alias)
         )
         if served != [new] * posttraffic.PROBES:
             return self._roll_back(f"post-traffic hook failed: the alias answered with versions {served}", verdict)
@@ -135,14 +138,11 @@ class DeploymentController:
 
     def _pre_traffic_hook(self) -> Verdict:
         """The acceptance gate on the new version, invoked directly (never through the alias)."""
-        baseline = served_signature(lambda event: self.baseline.invoke(event).response, self.model)
-
-        def invoke(event: dict[str, Any]) -> dict[str, Any]:
-            invocation = self.candidate.invoke(event)
-            # The hook's requests reach the new version's metrics too, as they would in CloudWatch.
-            self.alias.store.add(emf_datapoints(invocation.logs, self.clock.now()))
-            return invocation.response
-
+        # The deployed hook's own invoker (its retries of a throttled Invoke included), on the versions' qualified
+        # names: the gate's requests take the function's concurrency, and reach the new version's metrics, as on AWS.
+        lambda_client = _LocalLambda(self.alias)
+        baseline = served_signature(LambdaInvoker(lambda_client, f"local:{self.baseline.version}"), self.model)
+        invoke = LambdaInvoker(lambda_client, f"local:{self.candidate.version}")
         self.decide(f"pre-traffic hook: acceptance gate on version {self.candidate.version}")
         records = self.replay() if self.replay is not None else None
         return evaluate(

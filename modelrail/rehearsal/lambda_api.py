@@ -2,9 +2,10 @@
 
 ``GetAlias`` reads the rehearsed alias ``live`` (its version, and the routing config while a deployment shifts it)
 and ``Invoke`` of ``<function>:<version>`` runs that version's worker, outside the alias (not user traffic), as
-Lambda would. moto's Lambda cannot run our function without Docker; the monitor's real boto3 client reaches this
-server through ``AWS_ENDPOINT_URL_LAMBDA`` (boto3's service-specific endpoint variable), over the REST paths of the
-Lambda API reference (``GET /2015-03-31/functions/{FunctionName}/aliases/{Name}``,
+Lambda would: within the function's concurrency, so it may be throttled (429 TooManyRequestsException). moto's
+Lambda cannot run our function without Docker; the monitor's real boto3 client reaches this server through
+``AWS_ENDPOINT_URL_LAMBDA`` (boto3's service-specific endpoint variable), over the REST paths of the Lambda API
+reference (``GET /2015-03-31/functions/{FunctionName}/aliases/{Name}``,
 ``POST /2015-03-31/functions/{FunctionName}/invocations``).
 """
 
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .alias import WeightedAlias
+from .alias import INVOKE_THROTTLED_STATUS, INVOKE_THROTTLED_TYPE, Throttled, WeightedAlias
 
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL_LAMBDA"
 _PREFIX = "/2015-03-31/functions/"
@@ -106,5 +107,7 @@ class LocalLambdaApi:
             return self._unknown(f"{name}:{qualifier}")
         with self._lock:
             self.invocations[worker.version] = self.invocations.get(worker.version, 0) + 1
-        response = worker.invoke(json.loads(body or b"{}")).response
-        return 200, response, {"x-amz-executed-version": worker.version}
+        invocation = self.alias.invoke_version(worker.version, json.loads(body or b"{}"))
+        if isinstance(invocation, Throttled):  # the function's concurrency is the users' too: Lambda's 429
+            return INVOKE_THROTTLED_STATUS, invocation.response, {"x-amzn-errortype": INVOKE_THROTTLED_TYPE}
+        return 200, invocation.response, {"x-amz-executed-version": worker.version}

@@ -177,10 +177,12 @@ def rehearse_canary(
     reserved_concurrency: int | None = None,
     users: int = 1,
     pause_s: float = 0.0,
+    users_after_gate: bool = False,
 ) -> tuple[RolloutResult, list[str], WeightedAlias, MetricStore, list[AlarmEvaluator]]:
     """A canary rollout of ``new`` over ``old`` under steady user traffic of ``failing_input`` through the alias
-    (``users`` clients, each pausing ``pause_s`` after each answer), the function's ``reserved_concurrency`` on the
-    alias, the rollout alarms evaluated as they are deployed (10-second periods, 1 of 1)."""
+    (``users`` clients, each pausing ``pause_s`` after each answer; from before the deployment, or from the moment
+    the pre-traffic hook passed with ``users_after_gate``), the function's ``reserved_concurrency`` on the alias, the
+    rollout alarms evaluated as they are deployed (10-second periods, 1 of 1)."""
     clock = RehearsalClock(120)
     store = MetricStore()
     alias = WeightedAlias(FUNCTION, clock, store, reserved_concurrency=reserved_concurrency)
@@ -193,6 +195,13 @@ def rehearse_canary(
     alarms = [AlarmEvaluator(d, store, "root", FUNCTION, "2") for d in thresholds.definitions() if d.stops_rollout]
     decisions: list[str] = []
     stop = threading.Event()
+    gate_passed = threading.Event()
+
+    def decide(message: str) -> None:
+        decisions.append(message)
+        if message.startswith("pre-traffic hook passed"):
+            gate_passed.set()
+
     controller = DeploymentController(
         model="root",
         alias=alias,
@@ -203,13 +212,16 @@ def rehearse_canary(
         policy=RolloutPolicy(kind="canary", percentage=25, interval_minutes=10),
         alarms=alarms,
         clock=clock,
-        decide=lambda _, message: decisions.append(message),
+        decide=lambda _, message: decide(message),
         stop=stop,
     )
     body = json.dumps({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": failing_input}]})
     request = rest_proxy_event("POST", "/v2/models/root/infer", {"content-type": "application/json"}, body.encode())
 
-    def user() -> None:  # steady user traffic through the alias, from before the deployment to its end
+    def user() -> None:  # steady user traffic through the alias until the deployment's end
+        if users_after_gate:
+            while not (gate_passed.wait(0.05) or stop.is_set()):
+                pass
         while not stop.is_set():
             alias.invoke(request)
             stop.wait(pause_s)
@@ -286,11 +298,14 @@ def test_a_reserved_concurrency_too_small_for_the_users_traffic_rolls_back_by_th
     """The function's reserved concurrency 1 against four users each sending a request every 50 ms (about 80/s): past
     one invocation in flight, or past Lambda's 10 per second per unit of concurrency, a request is throttled (never
     runs; Throttles under the version the alias routed it to, "Lambda scaling behavior"). The candidate answers
-    this request well, so only throttle-rate (Throttles/(Invocations+Throttles) of version 2) can fire."""
+    this request well, so only throttle-rate (Throttles/(Invocations+Throttles) of version 2) can fire. The users
+    arrive once the pre-traffic hook has passed (a surge during the canary): while the hook runs, their requests would
+    hold the one execution and the hook's own invocations would be throttled, a deployment blocked at the gate
+    (test_rehearsal_throttling.py)."""
     old, new, candidate = workers
 
     result, decisions, alias, store, alarms = rehearse_canary(
-        old, new, candidate, [4.0, 16.0], reserved_concurrency=1, users=4, pause_s=0.05
+        old, new, candidate, [4.0, 16.0], reserved_concurrency=1, users=4, pause_s=0.05, users_after_gate=True
     )
 
     assert result.outcome == "rolled_back", decisions
@@ -304,7 +319,9 @@ def test_a_reserved_concurrency_too_small_for_the_users_traffic_rolls_back_by_th
     assert alias.stats["2"].throttled > 0
     assert alias.stats["2"].errors == 0  # a throttle is not the version failing
     # The same users without the reserved concurrency: nothing throttled, the candidate promoted.
-    unlimited, decisions, alias, store, _ = rehearse_canary(old, new, candidate, [4.0, 16.0], users=4, pause_s=0.05)
+    unlimited, decisions, alias, store, _ = rehearse_canary(
+        old, new, candidate, [4.0, 16.0], users=4, pause_s=0.05, users_after_gate=True
+    )
     assert unlimited.outcome == "promoted", decisions
     assert not store.values("AWS/Lambda", catalog.THROTTLES.name, dimensions, 0, math.inf)
     assert alias.stats["2"].total > 0

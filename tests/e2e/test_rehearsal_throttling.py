@@ -1,8 +1,10 @@
-"""The spec's `function.reserved_concurrency` reaches the rehearsal: a good retrain, promoted on production's spec,
-is rolled back by the throttle-rate alarm when the function is reserved one concurrent execution for the rehearsal's
-own users (4 clients at 40 requests/s, 200/s in the warm-up, against Lambda's 10 x 1 invocations per second and one
-in flight: "Lambda scaling behavior", scaling-behavior.html; "Understanding Lambda function scaling",
-lambda-concurrency.html). Capture is off, so the scenario is the gate and the canary alone.
+"""The spec's `function.reserved_concurrency` reaches the rehearsal: a good retrain on production's spec, with the
+function reserved one concurrent execution for the rehearsal's own users (4 clients at 40 requests/s, 200/s in the
+warm-up, against Lambda's 10 x 1 invocations per second and one in flight: "Lambda scaling behavior",
+scaling-behavior.html; "Understanding Lambda function scaling", lambda-concurrency.html). The users' requests take
+that execution, and so the pre-traffic hook's own invocations of the new version are throttled too (the concurrency
+is the function's, whoever invokes): the hook's invoker retries each throttled Invoke twice, then the request reads
+as a 429, and the gate blocks the deployment, as it would on AWS. Capture is off, so there is no replay.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from spec.models import load_spec
 pytestmark = pytest.mark.e2e
 
 
-def test_a_reserved_concurrency_too_small_for_the_traffic_rolls_a_good_retrain_back_by_throttles() -> None:
+def test_a_reserved_concurrency_too_small_for_the_traffic_throttles_the_gate_and_blocks_a_good_retrain() -> None:
     production = load_spec().environment("production")
     environment = production.model_copy(
         update={
@@ -36,12 +38,14 @@ def test_a_reserved_concurrency_too_small_for_the_traffic_rolls_a_good_retrain_b
         report = run_scenario(scenario, environment, cloud, RehearsalView(Console(file=output)), time_scale=60, rate=40)
 
     shown = json.dumps(report, indent=1)[:3000]
-    assert report["outcome"] == "rolled_back", shown
-    assert report["decided_by"] == {"layer": "canary alarm", "alarm": "throttle-rate"}, shown
-    assert [a["name"] for a in report["alarms"] if a["fired_at_s"] is not None] == ["throttle-rate"], shown
-    candidate = report["requests"]["2"]
-    assert candidate["throttled"] > 0
-    assert candidate["errors"] == 0  # throttled requests never ran: not the version's errors
-    assert report["requests"]["1"]["throttled"] > 0  # the limit is the function's, every version's traffic
+    assert report["outcome"] == "blocked", shown
+    errors = next(c for c in report["acceptance"]["criteria"] if c["name"] == "error responses")
+    assert not errors["passed"]
+    assert "HTTP 429" in errors["detail"], errors
+    assert "TooManyRequestsException" in errors["detail"], errors
+    assert report["candidate_served"] == 0  # blocked before any user traffic reached it
+    users = report["requests"]["1"]
+    assert users["throttled"] > 0  # the users' own requests past the limit: API Gateway's 500s
+    assert users["errors"] == 0  # throttled requests never ran: not the version's errors
     assert "throttled" in output.getvalue()  # the view's status lines show them
     assert throttle_warning(environment, 40) is not None  # and `rehearse` would have said so before starting

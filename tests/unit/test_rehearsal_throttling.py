@@ -27,7 +27,7 @@ from modelrail.local.gateway import LocalGateway
 from modelrail.local.worker import Invocation
 from modelrail.rehearsal.alias import CONCURRENCY_LIMIT, RATE_LIMIT, Throttled, WeightedAlias
 from modelrail.rehearsal.clock import RehearsalClock
-from modelrail.rehearsal.controller import _AliasAsLambda
+from modelrail.rehearsal.controller import _LocalLambda
 from modelrail.rehearsal.metrics import MetricStore
 from modelrail.rehearsal.scenarios import throttle_warning
 from modelrail.rehearsal.view import RehearsalView
@@ -187,7 +187,7 @@ def test_the_post_traffic_hooks_invoke_of_a_throttled_alias_fails_as_lambdas_doe
     alias.point_to("2")
 
     with pytest.raises(ClientError) as raised:
-        _AliasAsLambda(alias).invoke(FunctionName="f:live", InvocationType="RequestResponse", Payload=b"{}")
+        _LocalLambda(alias).invoke(FunctionName="f:live", InvocationType="RequestResponse", Payload=b"{}")
 
     # TooManyRequestsException, HTTP 429: what the hook's LambdaInvoker retries (Lambda API reference, Invoke).
     assert raised.value.response["Error"]["Code"] == "TooManyRequestsException"
@@ -229,3 +229,84 @@ def test_rehearse_warns_when_its_own_traffic_exceeds_what_the_reserved_concurren
     assert "is below the rehearsal's 4 concurrent clients" in (throttle_warning(environment(2), 1.0) or "")
     assert throttle_warning(environment(20), 40.0) is None  # 200/s is what 20 allow
     assert throttle_warning(environment(None), 400.0) is None
+
+
+def test_the_monitors_paired_invoke_of_a_version_takes_the_functions_concurrency_too() -> None:
+    """The paired canary analysis invokes a version by its qualified name, outside the alias: still within the
+    function's reserved concurrency (it is the function's, whoever invokes), so Lambda throttles it when the users'
+    requests hold it all: the monitor's real boto3 client gets TooManyRequestsException (Lambda API reference,
+    Invoke)."""
+    import boto3
+    from botocore.config import Config
+
+    from modelrail.rehearsal.lambda_api import LocalLambdaApi
+
+    old, new = HeldWorker("1", held=True), HeldWorker("2")
+    alias = alias_of(old, new, reserved=1)
+    api = LocalLambdaApi(alias).start()
+    client = boto3.client(
+        "lambda",
+        endpoint_url=api.url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    running = hold(alias, old, 1)
+    try:
+        with pytest.raises(client.exceptions.TooManyRequestsException) as raised:
+            client.invoke(FunctionName=f"{FUNCTION}:2", Payload=json.dumps(EVENT).encode())
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert new.ran == 0
+    finally:
+        old.release.set()
+        for thread in running:
+            thread.join(timeout=30)
+    try:
+        answer = client.invoke(FunctionName=f"{FUNCTION}:2", Payload=json.dumps(EVENT).encode())
+    finally:
+        api.stop()
+    assert json.loads(answer["Payload"].read())["statusCode"] == 200
+    assert new.ran == 1
+    # Neither is an invocation through the alias: Lambda's metrics of it are under the version's own Resource.
+    assert lambda_metric(alias, catalog.THROTTLES, "2") == lambda_metric(alias, catalog.INVOCATIONS, "2") == []
+    assert alias.stats["2"].total == alias.stats["2"].throttled == 0
+
+
+def test_the_pre_traffic_gate_takes_the_functions_concurrency_and_retries_a_throttle_as_the_hook_does() -> None:
+    """The rehearsal's acceptance gate invokes the new version through the deployed hook's own LambdaInvoker: a
+    throttled Invoke is retried twice and then reads as that request's 429, as on AWS when the users' traffic holds
+    the function's reserved concurrency while the hook runs."""
+    from functions.acceptance.criteria import AcceptanceCriteria
+    from functions.acceptance.gate import AcceptanceCase
+    from modelrail.rehearsal.controller import DeploymentController
+    from spec.rollout import RolloutPolicy
+
+    # The users' requests hold the one reserved execution on a version of their own, so that a gate that bypassed
+    # the concurrency would get answers at once (and fail this test) rather than wait for them.
+    busy, old, new = HeldWorker("3", held=True), HeldWorker("1"), HeldWorker("2")
+    alias = alias_of(busy, old, new, reserved=1)
+    cases = [AcceptanceCase([{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}], {"y": [1.0]}, 1)]
+    controller = DeploymentController(
+        model="root",
+        alias=alias,
+        baseline=old,  # type: ignore[arg-type]  # the stand-in has what the controller uses
+        candidate=new,  # type: ignore[arg-type]
+        cases=cases,
+        criteria=AcceptanceCriteria(),
+        policy=RolloutPolicy(kind="all_at_once"),
+        alarms=[],
+        clock=alias.clock,
+        decide=lambda _at, _message: None,
+    )
+    running = hold(alias, busy, 1)
+    try:
+        verdict = controller._pre_traffic_hook()
+    finally:
+        busy.release.set()
+        for thread in running:
+            thread.join(timeout=30)
+
+    assert not verdict.passed
+    assert old.ran == new.ran == 0  # every try was throttled: neither version ran
+    assert "TooManyRequestsException" in verdict.table()
