@@ -86,7 +86,7 @@ class WeightedAlias:
         self.clock = clock
         self.store = store
         self.reserved_concurrency = reserved_concurrency
-        self.in_flight = 0  # invocations through the alias not yet answered, all versions together
+        self.in_flight = 0  # invocations not yet answered, all versions, through the alias or not
         self._monotonic = monotonic
         self._started: deque[float] = deque()  # wall-clock starts of the invocations of the last second
         self.workers: dict[str, LambdaWorker] = {}
