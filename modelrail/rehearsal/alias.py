@@ -144,14 +144,18 @@ class WeightedAlias:
             self.in_flight += 1
             return None
 
+    def _stats(self, version: str, now: float) -> VersionStats:
+        """The version's stats, its first request (answered or throttled) stamped at ``now``; under the lock."""
+        stats = self.stats[version]
+        if stats.first_request_at is None:
+            stats.first_request_at = now
+        return stats
+
     def _throttle(self, version: str, event: dict[str, Any], reason: str) -> Throttled:
         now = self.clock.now()
         self.store.add(throttle_datapoints(self.function_name, version, now))
         with self._lock:
-            stats = self.stats[version]
-            if stats.first_request_at is None:
-                stats.first_request_at = now
-            stats.throttled += 1
+            self._stats(version, now).throttled += 1
         response = {
             "statusCode": THROTTLED_STATUS,
             "headers": {"content-type": "application/json"},
@@ -196,9 +200,7 @@ class WeightedAlias:
             lambda_datapoints(self.function_name, version, now, error=status == 502, duration_ms=invocation.duration_ms)
         )
         with self._lock:
-            stats = self.stats[version]
-            if stats.first_request_at is None:
-                stats.first_request_at = now
+            stats = self._stats(version, now)
             stats.total += 1
             stats.errors += status >= 500
             stats.client_errors += 400 <= status < 500
