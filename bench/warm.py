@@ -10,6 +10,8 @@ of a shared machine falls on all of them alike:
 - protocol: the same request through ``InferenceService.infer`` and ``dumps`` (decode, check, run, encode),
   without Powertools and the resolver: splits the handler's overhead into protocol work and the rest;
 - naive: stdlib ``json.loads``, ``np.array``, ``session.run``, ``json.dumps`` of ``.tolist()``;
+- minimal: ``orjson.loads``, ``np.array``, ``session.run``, ``orjson.dumps`` of the arrays: what any JSON handler
+  in Python pays at the least, with no check of the request, no routing, no metrics and no logs;
 - binary: ``lambda_handler`` on the same tensor sent with the binary tensor data extension (JSON header, then
   raw little-endian FP32), when the protocol module offers it.
 
@@ -38,6 +40,20 @@ from bench.stats import summarize
 JSON = "application/json"
 
 
+def _outputs(names: list[str], values: list[Any], *, as_lists: bool) -> list[dict[str, Any]]:
+    """The v2 outputs of a session's answer: each tensor flat (a Python list, or the array for orjson)."""
+    return [
+        {
+            "name": name,
+            "shape": list(np.shape(value)) if isinstance(value, np.ndarray) else [len(value)],
+            "data": (value.ravel().tolist() if as_lists else value.reshape(-1))
+            if isinstance(value, np.ndarray)
+            else value,
+        }
+        for name, value in zip(names, values, strict=True)
+    ]
+
+
 def _naive_handler(session: ort.InferenceSession, model_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     output_names = [o.name for o in session.get_outputs()]
 
@@ -45,17 +61,23 @@ def _naive_handler(session: ort.InferenceSession, model_name: str) -> Callable[[
         body = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"]
         document = json.loads(body)
         feeds = {t["name"]: np.array(t["data"], dtype=np.float32).reshape(t["shape"]) for t in document["inputs"]}
-        values = session.run(None, feeds)
-        outputs = [
-            {
-                "name": name,
-                "shape": list(np.shape(value)) if isinstance(value, np.ndarray) else [len(value)],
-                "data": value.ravel().tolist() if isinstance(value, np.ndarray) else value,
-            }
-            for name, value in zip(output_names, values, strict=True)
-        ]
+        outputs = _outputs(output_names, session.run(None, feeds), as_lists=True)
         body = json.dumps({"model_name": model_name, "id": document.get("id"), "outputs": outputs})
         return {"statusCode": 200, "headers": {"content-type": JSON}, "body": body}
+
+    return handle
+
+
+def _minimal_handler(session: ort.InferenceSession, model_name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    output_names = [o.name for o in session.get_outputs()]
+    options = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS  # iris's probabilities are maps keyed by class
+
+    def handle(event: dict[str, Any]) -> dict[str, Any]:
+        document = orjson.loads(event["body"])
+        feeds = {t["name"]: np.array(t["data"], dtype=np.float32).reshape(t["shape"]) for t in document["inputs"]}
+        outputs = _outputs(output_names, session.run(None, feeds), as_lists=False)
+        body = orjson.dumps({"model_name": model_name, "id": document.get("id"), "outputs": outputs}, option=options)
+        return {"statusCode": 200, "headers": {"content-type": JSON}, "body": body.decode()}
 
     return handle
 
@@ -118,15 +140,18 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     event = rest_proxy_event("POST", f"/v2/models/{case.model}/infer", headers, body)
     context = LambdaContext(f"modelrail-{case.model}", "1", 1024, 30.0)
     naive = _naive_handler(session, case.model)
+    minimal = _minimal_handler(session, case.model)
     variants: dict[str, Callable[[], Any]] = {
         "raw": lambda: session.run(None, feeds),
         "handler": lambda: handler.lambda_handler(event, context),
         "naive": lambda: naive(event),
+        "minimal": lambda: minimal(event),
     }
     raw = session.run(None, feeds)
     try:
         _check("handler", raw, handler.lambda_handler(event, context))
         _check("naive", raw, naive(event))
+        _check("minimal", raw, minimal(event))
     except Mismatch as exc:
         raise SystemExit(f"{case.label}: {exc}") from None
 

@@ -59,11 +59,14 @@ def floats_within_range(doubles: np.ndarray, datatype: str) -> np.ndarray | None
     return doubles if target == doubles.dtype else doubles.astype(target)
 
 
+_NUMPY_TO_OIP = {dtype: name for name, dtype in OIP_TO_NUMPY.items() if dtype.kind != "O"}
+
+
 def oip_datatype_of(array: np.ndarray) -> str:
     """The Open Inference Protocol datatype of a numpy array produced by a model."""
     if array.dtype.kind in "OUS":
         return "BYTES"
-    for name, dtype in OIP_TO_NUMPY.items():
-        if dtype == array.dtype:
-            return name
-    raise TypeError(f"no Open Inference Protocol datatype for numpy dtype {array.dtype}")
+    name = _NUMPY_TO_OIP.get(array.dtype)  # a dtype hashes as it compares: '<f4' and '=f4' are one key
+    if name is None:
+        raise TypeError(f"no Open Inference Protocol datatype for numpy dtype {array.dtype}")
+    return name

@@ -534,7 +534,7 @@ def decode_v1(payload: Payload, model: OnnxModel) -> InferenceRequest:
 
 def encode_output(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, np.ndarray):
-        flat = np.ascontiguousarray(value).ravel()
+        flat = value.reshape(-1)  # a view when the array is contiguous, a row-major copy when not: orjson needs one
         data = flat if flat.dtype.kind in _NUMPY_NATIVE_KINDS else flat.tolist()
         return {"name": name, "datatype": oip_datatype_of(value), "shape": list(value.shape), "data": data}
     # Sequences and maps (e.g. scikit-learn's ZipMap probabilities): one JSON value per row.
