@@ -42,12 +42,23 @@ lint: $(VENV)/.dev
 synth: $(VENV)/.dev
 	$(PY) app.py
 
-bench: $(VENV)/.dev
-	$(PY) -m bench
+# The benchmark's function processes run on CPython 3.12, as Lambda runs the functions (pyenv's, or python3.12 on the
+# PATH), from a venv of their own with the same pinned requirements; without a 3.12 they run on .venv's Python.
+LAMBDA_PYTHON ?= $(firstword $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.12*/bin/python3.12) \
+	$(shell command -v python3.12))
+LAMBDA_VENV := .venv-lambda
+
+$(LAMBDA_VENV)/.runtime: requirements.txt $(VENV)/.runtime
+	$(VENV)/bin/uv venv -q --python $(LAMBDA_PYTHON) $(LAMBDA_VENV)
+	$(VENV)/bin/uv pip install -q --python $(LAMBDA_VENV)/bin/python -r requirements.txt
+	touch $@
+
+bench: $(VENV)/.dev $(if $(LAMBDA_PYTHON),$(LAMBDA_VENV)/.runtime)
+	$(PY) -m bench $(if $(LAMBDA_PYTHON),--python $(LAMBDA_VENV)/bin/python)
 
 # Mutation testing of the safety-critical modules against the fast tiers (not in CI; README "Development").
 mutate: $(VENV)/.dev
 	$(PY) tools/mutate.py
 
 clean:
-	rm -rf $(VENV) cdk.out layers/build bench/.work .pytest_cache .ruff_cache .mypy_cache .mutate
+	rm -rf $(VENV) $(LAMBDA_VENV) cdk.out layers/build bench/.work .pytest_cache .ruff_cache .mypy_cache .mutate

@@ -74,18 +74,18 @@ class Deployment:
         return lambda_environment(self.aws_env, self.function_envs[model], cache)
 
 
-def _python(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+def _python(python: str, module: str, *args: str) -> list[str]:
+    return [python, "-m", module, *args]
 
 
-def run_warm(deployment: Deployment, case: Case) -> dict[str, Any]:
+def run_warm(deployment: Deployment, case: Case, python: str) -> dict[str, Any]:
     slug = case.label.replace(", ", "-").replace(" ", "")
     spec_path, out_path, log_path = (WORK / f"warm-{slug}.{ext}" for ext in ("spec.json", "json", "log"))
     model_path = deployment.bundles[case.model].model_path
     spec_path.write_text(json.dumps({"case": asdict(case), "model_path": str(model_path)}))
     with log_path.open("w") as log:  # the handler's structured logs and EMF metrics, as CloudWatch would get
         done = subprocess.run(
-            _python("bench.warm", str(spec_path), str(out_path)),
+            _python(python, "bench.warm", str(spec_path), str(out_path)),
             env=deployment.environment(case.model),
             cwd=ROOT,
             stdout=log,
@@ -127,7 +127,7 @@ def cold_once(command: list[str], env: dict[str, str], log_path: Path) -> dict[s
     return {"total_ms": (answered - started) * 1000, "phases_ms": phases, "fetch": result.get("fetch") or {}}
 
 
-def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, Any]:
+def run_cold(deployment: Deployment, models: list[str], runs: int, python: str) -> dict[str, Any]:
     """``runs`` measured rounds (after one unmeasured round), handler and floor alternating first."""
     from functions.acceptance.events import rest_proxy_event
 
@@ -155,7 +155,7 @@ def run_cold(deployment: Deployment, models: list[str], runs: int) -> dict[str, 
             order = ("handler", "floor") if round_ % 2 == 0 else ("floor", "handler")
             for kind in order:
                 env = deployment.environment(model)
-                run = cold_once(_python("bench.cold", kind, inputs[model][kind]), env, log_path)
+                run = cold_once(_python(python, "bench.cold", kind, inputs[model][kind]), env, log_path)
                 if round_ > 0:  # round 0 warms the page cache and writes bytecode
                     samples[model][kind].append(run)
     return {model: {kind: _cold_summary(runs_) for kind, runs_ in kinds.items()} for model, kinds in samples.items()}
@@ -185,16 +185,20 @@ def _cold_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
+def machine(python: str) -> dict[str, Any]:
     import onnxruntime
 
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
-        "python": platform.python_version(),
+        "python": version,  # the functions' processes' (warm and cold), what the figures measure
+        "harness_python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "numpy": __import__("numpy").__version__,
     }
@@ -215,6 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the iterations and 3 cold runs (a smoke run)")
     parser.add_argument(
         "--output", type=Path, help="where to write results (default: bench/results.json; --quick: .work)"
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of the functions' processes, warm and cold (make bench: CPython 3.12, as on Lambda)",
     )
     args = parser.parse_args(argv)
     if args.output is None:  # a smoke run never overwrites the figures the README quotes
@@ -245,12 +254,12 @@ def main(argv: list[str] | None = None) -> None:
         warm = []
         for case in cases:
             print(f"warm: {case.label} ({case.iterations} iterations)...", file=sys.stderr, flush=True)
-            warm.append(run_warm(deployment, case))
+            warm.append(run_warm(deployment, case, args.python))
         print(f"cold: iris, mlp, mlp-large, {runs} runs each of handler and floor...", file=sys.stderr, flush=True)
-        cold = run_cold(deployment, ["iris", "mlp", "mlp-large"], runs)
+        cold = run_cold(deployment, ["iris", "mlp", "mlp-large"], runs, args.python)
     shutil.rmtree(WORK / "cache", ignore_errors=True)
 
-    results = report.assemble(machine(), warm, cold, quick=args.quick)
+    results = report.assemble(machine(args.python), warm, cold, quick=args.quick)
     results["duration_s"] = round(time.perf_counter() - started, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     report.show(results)
