@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import host, report
 from bench.cold import MARKER
 from bench.models import IRIS_BUNDLE, LARGE_MLP_LAYERS, ROOT, WORK, Case, build_mlp, v2_request
 from bench.stats import median
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = 3 if args.quick else COLD_RUNS
 
     started = time.perf_counter()
+    before = host.sample()
     with EmbeddedAWS() as aws:
         deployment = Deployment(aws, bundles)
         warm = []
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(WORK / "cache", ignore_errors=True)
 
     results = report.assemble(machine(args.python), warm, cold, quick=args.quick)
+    results["machine"]["contention"] = host.contention(before, host.sample())
     results["duration_s"] = round(time.perf_counter() - started, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     report.show(results)

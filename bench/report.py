@@ -110,6 +110,8 @@ def show(results: dict[str, Any], console: Console | None = None) -> None:
         f"Python {m['python']}  onnxruntime {m['onnxruntime']}"
         + ("  [yellow](quick run)[/]" if results["quick"] else "")
     )
+    if m.get("contention"):
+        console.print(f"shared with: {_contention(m['contention'])}")
 
     warm = Table(title="Warm: microseconds per request (handler = lambda_handler on an API Gateway event)")
     columns: tuple[str, ...] = (
@@ -198,7 +200,18 @@ def _fetch(fetch: dict[str, Any] | None) -> str:
 
 def _miss(measured: float, limit: float, unit: str) -> str:
     """``met``, or by how much the figure misses: the excess in the figure's own unit (us or ms)."""
-    return "met" if measured <= limit else f"**missed** by {measured - limit:,.0f} {unit}"
+    if measured <= limit:
+        return "met"
+    excess = measured - limit
+    return f"**missed** by {excess:,.{0 if excess >= 10 else 2}f} {unit}"
+
+
+def _contention(c: dict[str, Any]) -> str:
+    """What else had the machine during the run (bench/host.py)."""
+    return (
+        f"other processes {c['others_cpus']:.2f} CPUs, the hypervisor {c['steal_pct']:.1f}% of CPU time (steal), "
+        f"load average {c['load_before']:.2f} at the start"
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -208,7 +221,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"Measured {m['date'][:10]} on {m['cpus_available']} vCPUs ({m['cpu_model']}), Python {m['python']}, "
         f"onnxruntime {m['onnxruntime']}; p50 of {', '.join(str(w['iterations']) for w in results['warm'])} "
         "interleaved requests, cold starts median of "
-        f"{next(iter(results['cold'].values()))['handler']['runs']} alternating runs.",
+        f"{next(iter(results['cold'].values()))['handler']['runs']} alternating runs."
+        + (f" Shared with: {_contention(m['contention'])}." if m.get("contention") else ""),
         "",
         "| figure | measured | target | |",
         "|---|---|---|---|",
