@@ -1,8 +1,9 @@
 """``python -m bench [--quick]``: warm and cold latency of the inference function against raw onnxruntime.
 
-One embedded AWS (moto's server on loopback) holds the artifacts, uploaded as a deployment would; every
-measured function runs in a process of its own with a Lambda-like environment, because the handler module
-loads one model per process at import. Prints a table and writes ``bench/results.json``.
+One embedded AWS (moto's server on loopback) holds the artifacts, uploaded as a deployment would, and the
+functions fetch them over HTTPS, as on Lambda (bench/https_s3.py); every measured function runs in a process of
+its own with a Lambda-like environment, because the handler module loads one model per process at import.
+Prints a table and writes ``bench/results.json``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 from bench import host, report
 from bench.cold import MARKER
+from bench.https_s3 import HttpsS3, bundle_with
 from bench.models import IRIS_BUNDLE, LARGE_MLP_LAYERS, ROOT, WORK, Case, build_mlp, v2_request
 from bench.stats import median
 
@@ -53,11 +57,12 @@ def lambda_environment(aws_env: dict[str, str], function_env: dict[str, str], ca
 class Deployment:
     """The bundles uploaded to the embedded S3, and fresh per-process environments for their functions."""
 
-    def __init__(self, aws: Any, bundles: dict[str, Any]) -> None:
+    def __init__(self, aws: Any, bundles: dict[str, Any], s3_env: dict[str, str] | None = None) -> None:
+        """``s3_env``: where the functions reach S3 instead of ``aws``'s own endpoint (an HTTPS one, see main)."""
         from modelrail.local.aws import ARTIFACT_BUCKET
         from spec.models import DeployedModel
 
-        self.aws_env = aws.environment()
+        self.aws_env = {**aws.environment(), **(s3_env or {})}
         self.bundles = bundles
         self.function_envs: dict[str, dict[str, str]] = {}
         s3 = aws.client("s3")
@@ -250,8 +255,15 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     before = host.sample()
-    with EmbeddedAWS() as aws:
-        deployment = Deployment(aws, bundles)
+    # The functions fetch their artifacts over HTTPS, as on Lambda: the TLS handshakes, and the parse of a whole CA
+    # bundle to verify them, are in their cold starts. The HTTPS server shares moto's backend with the embedded AWS.
+    ca = trustme.CA()
+    with EmbeddedAWS() as aws, HttpsS3(ca.issue_cert("127.0.0.1")) as https:
+        s3_env = {
+            "AWS_ENDPOINT_URL_S3": https.endpoint_url,
+            "SSL_CERT_FILE": str(bundle_with(ca, WORK / "tls" / "ca-bundle.pem")),
+        }
+        deployment = Deployment(aws, bundles, s3_env)
         warm = []
         for case in cases:
             print(f"warm: {case.label} ({case.iterations} iterations)...", file=sys.stderr, flush=True)

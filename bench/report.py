@@ -259,7 +259,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| cold start, {model}: handler / floor | {measured} | <= {limit}x | {verdict} |")
     fetched = {model: c["handler"]["fetch"] for model, c in results["cold"].items() if c["handler"].get("fetch")}
     if fetched:
-        lines += ["", "Artifact fetch in the handler's cold start (embedded S3 on loopback, median):", ""]
+        lines += ["", "Artifact fetch in the handler's cold start (embedded S3 over HTTPS on loopback, median):", ""]
         lines += ["| model | artifact | GETs | fetch + sha256 | of which sha256 | throughput |"]
         lines += ["|---|---|---|---|---|---|"]
         for model, f in fetched.items():

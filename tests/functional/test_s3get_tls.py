@@ -10,7 +10,6 @@ Lambda, Amazon Linux's). The test CA is trusted the way a Lambda runtime trusts 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import re
@@ -24,10 +23,9 @@ from typing import Any
 import boto3
 import pytest
 import trustme
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
-from functions.inference.s3get import S3GetClient, environment_client
+from bench.https_s3 import HttpsS3
+from functions.inference.s3get import S3GetClient
 from functions.inference.store import ArtifactUnreachable, ModelStore
 from modelrail.local.aws import ARTIFACT_BUCKET, CREDENTIALS, REGION
 from tests.functional.conftest import IRIS, Function, cold_start
@@ -40,48 +38,6 @@ URI = f"s3://{ARTIFACT_BUCKET}/{KEY}"
 ROW = {"inputs": [{"name": "float_input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 # Iris is 890 bytes: in 100-byte parts, two at a time, it takes the store's ranged, concurrent path (9 GETs).
 SMALL_PARTS = {"part_bytes": 100, "concurrency": 2}
-
-
-class HttpsS3:
-    """moto's S3 over TLS on 127.0.0.1 (an ephemeral port), presenting ``cert``.
-
-    ``connections``: the TCP connections it accepted, each a TLS handshake (which runs in accept) whether it succeeded
-    or the client gave up on the certificate; s3get makes one connection per GET, so this counts GETs tried."""
-
-    def __init__(self, cert: trustme.LeafCert) -> None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(context)
-        app = DomainDispatcherApplication(create_backend_app)
-        self.server = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler, ssl_context=context
-        )
-        self.connections = 0
-        accept = self.server.get_request
-
-        def counted() -> Any:
-            self.connections += 1
-            return accept()
-
-        self.server.get_request = counted  # type: ignore[method-assign]
-        self.endpoint_url = f"https://127.0.0.1:{self.server.server_port}"
-        # Polled every 50 ms (not socketserver's 500) so that stopping the three servers takes no noticeable time.
-        serve = functools.partial(self.server.serve_forever, poll_interval=0.05)
-        self._thread = threading.Thread(target=serve, name="https-s3", daemon=True)
-        self._thread.start()
-
-    def environment(self) -> dict[str, str]:
-        """What the function's environment holds on Lambda (credentials, region), with this S3 as its endpoint."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": REGION, **CREDENTIALS}
-
-    def client(self) -> S3GetClient:
-        client = environment_client(self.environment())
-        assert client is not None
-        return client
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join()
 
 
 @dataclass(frozen=True)
