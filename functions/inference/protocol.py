@@ -496,7 +496,8 @@ def from_binary(
     array = np.frombuffer(chunk, dtype=dtype)
     if not array.flags.aligned:
         # The tensor starts wherever the JSON header ended: onnxruntime's kernels run ~10% slower on a misaligned
-        # 256x784 FP32 input than the copy to an aligned one costs, and so do the checks below (first, then).
+        # 256x784 FP32 input than the copy to an aligned one costs. Copied before the checks below, which run faster
+        # on aligned memory too.
         array = array.copy()
     if datatype == "BOOL" and array.size and array.view(np.uint8).max() > 1:
         raise BadRequest(f"{where}: BOOL binary data must hold bytes 0 or 1")
